@@ -1,0 +1,5 @@
+import sys
+
+from svcwrap.cli import main
+
+sys.exit(main())

@@ -1,0 +1,441 @@
+"""Command line and environment -> Config, and the program's entry point.
+
+Every option can also come from SVCWRAP_<OPTION> (dashes become
+underscores; repeatable options take a comma-separated list); a flag on the
+command line wins over its variable. Bad input is one line,
+`svcwrap: error: ...` naming the flag or variable, and exit status 2.
+
+Parsing is hand-written rather than argparse because it runs before the
+child is spawned: `import argparse` costs more than a bare interpreter start.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from svcwrap import __version__
+from svcwrap.config import (
+    Config, ConsulConfig, HealthConfig, ProbeSpec, Secret, ServiceConfig,
+    SupervisorConfig, default_service_id,
+)
+from svcwrap.durations import format_duration, parse_duration
+
+USAGE = "usage: svcwrap [options] [--] COMMAND [ARGS...]"
+
+# (flag, metavar or None for a switch, repeatable, help)
+OPTIONS: list[tuple[str, str | None, bool, str]] = [
+    ("--name", "NAME", False, "service name in Consul (required unless --no-register)"),
+    ("--id", "ID", False, "service ID [NAME-HOSTNAME]"),
+    ("--port", "PORT", False, "the service's port; also the default readiness probe tcp:PORT"),
+    ("--tag", "TAG", True, "service tag (repeatable)"),
+    ("--meta", "KEY=VALUE", True, "service metadata (repeatable)"),
+    ("--address", "ADDR", False, "advertised address: auto, an IP, or iface:NAME [auto]"),
+    ("--ready", "SPEC", False, "readiness probe: tcp:[HOST:]PORT, http(s)://URL, exec:CMD ARGS, "
+                               "notify or none [tcp:PORT with --port, else none]"),
+    ("--ready-timeout", "DUR", False, "give up waiting for readiness (0 = never) [0]"),
+    ("--check", "SPEC", False, "health check after readiness (same forms but notify) "
+                               "[the readiness probe]"),
+    ("--check-interval", "DUR", False, "how often the health check runs [TTL/3]"),
+    ("--ttl", "DUR", False, "TTL of the Consul check [10s]"),
+    ("--deregister-after", "DUR", False, "Consul's DeregisterCriticalServiceAfter [1m]"),
+    ("--drain", "DUR", False, "time between leaving discovery and signalling the child [0s]"),
+    ("--stop-signal", "SIG", False, "signal that asks the child to stop [TERM]"),
+    ("--stop-timeout", "DUR", False, "SIGKILL the child this long after the stop signal [9s]"),
+    ("--single-child", None, False, "signal the child alone, not its process group"),
+    ("--no-register", None, False, "do not talk to Consul: run as a plain init"),
+    ("--consul", "ADDR", False, "Consul agent: host:port, http://, https:// "
+                                "[CONSUL_HTTP_ADDR, else 127.0.0.1:8500]"),
+    ("--token-file", "PATH", False, "file holding the ACL token [CONSUL_HTTP_TOKEN_FILE]"),
+    ("--log-format", "FMT", False, "text or json [text]"),
+    ("--log-level", "LEVEL", False, "debug, info, warning or error [info]"),
+]
+_SPECS = {flag: (metavar, repeatable) for flag, metavar, repeatable, _ in OPTIONS}
+
+
+class UsageError(Exception):
+    """Bad input: printed as one line, exit status 2."""
+
+
+def env_name(flag: str) -> str:
+    return "SVCWRAP_" + flag[2:].upper().replace("-", "_")
+
+
+def help_text() -> str:
+    lines = [USAGE, "", "Run COMMAND as a supervised child: forward signals, reap zombies,",
+             "register it in Consul with a TTL check once ready, and leave Consul",
+             "before the child is stopped.", "", "options:"]
+    for flag, metavar, _, text in OPTIONS:
+        head = f"{flag} {metavar}" if metavar else flag
+        lines.append(f"  {head:<24} {text}")
+    lines += [f"  {'-h, --help':<24} show this help and exit",
+              f"  {'--version':<24} show the version and exit", "",
+              "Every option can also be set as SVCWRAP_<OPTION> (e.g. SVCWRAP_TTL=15s);",
+              "the flag wins. Durations use Go syntax: 500ms, 10s, 1m30s.",
+              "Consul client variables: CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN,",
+              "CONSUL_HTTP_TOKEN_FILE, CONSUL_HTTP_SSL, CONSUL_HTTP_SSL_VERIFY, CONSUL_CACERT,",
+              "CONSUL_CAPATH, CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME."]
+    return "\n".join(lines) + "\n"
+
+
+def split_argv(argv: list[str]) -> tuple[dict[str, list[str]], list[str]]:
+    """Options before `--` (or before the first non-option), the command after."""
+    given: dict[str, list[str]] = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            return given, argv[i + 1:]
+        if not arg.startswith("-") or arg == "-":
+            return given, argv[i:]
+        if arg in ("-h", "--help"):
+            raise SystemExit(_print_and(help_text(), 0))
+        if arg == "--version":
+            raise SystemExit(_print_and(f"svcwrap {__version__}\n", 0))
+        flag, eq, value = arg.partition("=")
+        if flag not in _SPECS:
+            raise UsageError(f"unknown option {flag} (see svcwrap --help)")
+        metavar, repeatable = _SPECS[flag]
+        if metavar is None:
+            if eq:
+                raise UsageError(f"{flag} takes no value")
+            given[flag] = ["true"]
+        else:
+            if not eq:
+                i += 1
+                if i >= len(argv):
+                    raise UsageError(f"{flag} needs a value ({metavar})")
+                value = argv[i]
+            if repeatable:
+                given.setdefault(flag, []).append(value)
+            else:
+                given[flag] = [value]
+        i += 1
+    return given, []
+
+
+def _print_and(text: str, code: int) -> int:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    return code
+
+
+class _Source:
+    """Looks an option up on the command line, then in SVCWRAP_* variables,
+    and names whichever it came from in error messages."""
+
+    def __init__(self, given: dict[str, list[str]], environ: dict[str, str]) -> None:
+        self.given = given
+        self.environ = environ
+
+    def where(self, flag: str) -> str:
+        return flag if flag in self.given else env_name(flag)
+
+    def values(self, flag: str) -> list[str]:
+        if flag in self.given:
+            return self.given[flag]
+        raw = self.environ.get(env_name(flag))
+        if raw is None or raw == "":
+            return []
+        if _SPECS[flag][1]:
+            return [part.strip() for part in raw.split(",") if part.strip()]
+        return [raw]
+
+    def value(self, flag: str) -> str | None:
+        found = self.values(flag)
+        return found[-1] if found else None
+
+    def switch(self, flag: str) -> bool:
+        if flag in self.given:
+            return True
+        raw = self.environ.get(env_name(flag))
+        return False if raw is None or raw == "" else parse_bool(raw, env_name(flag))
+
+    def duration(self, flag: str, default: float, minimum: float = 0.0) -> float:
+        raw = self.value(flag)
+        if raw is None:
+            return default
+        try:
+            seconds = parse_duration(raw)
+        except ValueError as err:
+            raise UsageError(f"{self.where(flag)}: {err} (use Go syntax like 500ms, 10s, 1m30s)")
+        if seconds < minimum or (minimum > 0 and seconds <= 0):
+            raise UsageError(f"{self.where(flag)}: {raw} must be greater than {format_duration(minimum)}"
+                             if minimum else f"{self.where(flag)}: {raw} must not be negative")
+        return seconds
+
+
+def parse_bool(raw: str, where: str) -> bool:
+    """Go's strconv.ParseBool, which Consul's own client uses for its variables."""
+    if raw in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if raw in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise UsageError(f"{where}: {raw!r} is not a boolean (use true or false)")
+
+
+def parse_port(raw: str, where: str) -> int:
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise UsageError(f"{where}: {raw!r} is not a port number (1-65535)")
+    return int(raw)
+
+
+def parse_signal(raw: str, where: str) -> int:
+    """TERM, SIGTERM, sigterm, 15, RTMIN+3 or SIGRTMAX-1 -> a signal number."""
+    import _signal  # `signal` would import enum; see supervisor.py
+
+    name = raw.upper()
+    name = name[3:] if name.startswith("SIG") else name
+    number = None
+    if name.isdigit():
+        number = int(name)
+    elif name.startswith(("RTMIN+", "RTMAX-")) and name[6:].isdigit():
+        offset = int(name[6:])
+        number = _signal.SIGRTMIN + offset if name[4] == "N" else _signal.SIGRTMAX - offset
+    elif name.isalnum():
+        number = getattr(_signal, "SIG" + name, None)
+    if not isinstance(number, int) or number not in _signal.valid_signals():
+        raise UsageError(f"{where}: unknown signal {raw!r}")
+    return number
+
+
+def parse_probe(raw: str, where: str, *, allow_notify: bool) -> ProbeSpec:
+    if raw == "none":
+        return ProbeSpec("none")
+    if raw == "notify":
+        if not allow_notify:
+            raise UsageError(f"{where}: notify is a readiness signal, not a health check")
+        return ProbeSpec("notify")
+    if raw.startswith(("http://", "https://")):
+        if len(raw.split("://", 1)[1]) == 0:
+            raise UsageError(f"{where}: {raw!r} has no host")
+        return ProbeSpec("http", url=raw, text=raw)
+    if raw.startswith("tcp:"):
+        target = raw[4:]
+        host, _, port = target.rpartition(":")
+        host = host.strip("[]") or "127.0.0.1"
+        return ProbeSpec("tcp", host=host, port=parse_port(port, where), text=raw)
+    if raw.startswith("exec:"):
+        import shlex
+
+        try:
+            argv = shlex.split(raw[5:])
+        except ValueError as err:
+            raise UsageError(f"{where}: {err}")
+        if not argv:
+            raise UsageError(f"{where}: exec: needs a command")
+        return ProbeSpec("exec", argv=argv, text=raw)
+    raise UsageError(f"{where}: unknown probe {raw!r} (use tcp:[HOST:]PORT, http://URL, "
+                     "https://URL, exec:COMMAND ARGS, notify or none)")
+
+
+def parse_meta(items: list[str], where: str) -> dict[str, str]:
+    """Consul's limits, checked here so a typo fails at start, not as a 400 later."""
+    meta: dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise UsageError(f"{where}: {item!r} is not KEY=VALUE")
+        if len(key) > 128 or not all(c.isascii() and (c.isalnum() or c in "_-") for c in key):
+            raise UsageError(f"{where}: key {key!r} must be 1-128 of A-Z a-z 0-9 _ -")
+        if key.startswith("consul-"):
+            raise UsageError(f"{where}: key {key!r} uses the reserved prefix consul-")
+        if len(value) > 512:
+            raise UsageError(f"{where}: value of {key!r} is longer than 512 characters")
+        meta[key] = value
+    if len(meta) > 64:
+        raise UsageError(f"{where}: at most 64 pairs")
+    return meta
+
+
+def parse_address(raw: str, where: str) -> str:
+    if raw == "auto":
+        return raw
+    if raw.startswith("iface:"):
+        if not raw[6:]:
+            raise UsageError(f"{where}: iface: needs an interface name")
+        return raw
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(raw)
+    except ValueError:
+        raise UsageError(f"{where}: {raw!r} is not auto, an IP address or iface:NAME")
+    if ip.is_unspecified:
+        raise UsageError(f"{where}: {raw} is not an address clients can reach")
+    return raw
+
+
+def parse_consul(src: _Source, environ: dict[str, str]) -> ConsulConfig:
+    """Mirror the official Consul client's environment handling (py-consul reads
+    only a few of these variables, so svcwrap maps them itself)."""
+    where = src.where("--consul")
+    raw = src.value("--consul")
+    if raw is None:
+        raw = environ.get("CONSUL_HTTP_ADDR") or "127.0.0.1:8500"
+        where = "CONSUL_HTTP_ADDR" if environ.get("CONSUL_HTTP_ADDR") else where
+    scheme = "http"
+    rest = raw
+    if "://" in raw:
+        scheme, rest = raw.split("://", 1)
+        if scheme == "unix":
+            raise UsageError(f"{where}: unix:// sockets are not supported; give host:port")
+        if scheme not in ("http", "https"):
+            raise UsageError(f"{where}: unknown protocol scheme {scheme!r} (use host:port, "
+                             "http:// or https://)")
+    rest = rest.rstrip("/")
+    if "/" in rest:
+        raise UsageError(f"{where}: {raw!r}: a path after host:port is not supported")
+    if rest.startswith("["):
+        host, _, tail = rest[1:].partition("]")
+        port_text = tail[1:] if tail.startswith(":") else ""
+    elif rest.count(":") == 1:
+        host, _, port_text = rest.partition(":")
+    else:
+        host, port_text = rest, ""
+    if not host:
+        raise UsageError(f"{where}: {raw!r} has no host")
+    port = parse_port(port_text, where) if port_text else (8501 if scheme == "https" else 8500)
+    ssl = environ.get("CONSUL_HTTP_SSL")
+    if ssl and parse_bool(ssl, "CONSUL_HTTP_SSL"):
+        scheme = "https"
+    verify: bool | str = True
+    ssl_verify = environ.get("CONSUL_HTTP_SSL_VERIFY")
+    if ssl_verify and not parse_bool(ssl_verify, "CONSUL_HTTP_SSL_VERIFY"):
+        verify = False
+    elif environ.get("CONSUL_CACERT"):
+        verify = environ["CONSUL_CACERT"]
+    elif environ.get("CONSUL_CAPATH"):
+        verify = environ["CONSUL_CAPATH"]
+    for var in ("CONSUL_CACERT", "CONSUL_CAPATH"):
+        if environ.get(var) and not os.path.exists(environ[var]):
+            raise UsageError(f"{var}: {environ[var]} does not exist")
+    cert_file = environ.get("CONSUL_CLIENT_CERT", "")
+    key_file = environ.get("CONSUL_CLIENT_KEY", "")
+    if bool(cert_file) != bool(key_file):
+        raise UsageError("CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY: both client cert and "
+                         "client key must be provided")
+    server_name = environ.get("CONSUL_TLS_SERVER_NAME", "")
+    if server_name.count(":") == 1:
+        server_name = server_name.split(":")[0]
+    return ConsulConfig(scheme, host, port, read_token(src, environ), verify,
+                        (cert_file, key_file) if cert_file else None, server_name)
+
+
+def read_token(src: _Source, environ: dict[str, str]) -> Secret:
+    """The token file wins over CONSUL_HTTP_TOKEN, as in Consul's own client.
+
+    There is deliberately no --token flag: a command line is visible to
+    every user through `ps` and /proc/PID/cmdline."""
+    path = src.value("--token-file")
+    where = src.where("--token-file")
+    if path is None and environ.get("CONSUL_HTTP_TOKEN_FILE"):
+        path, where = environ["CONSUL_HTTP_TOKEN_FILE"], "CONSUL_HTTP_TOKEN_FILE"
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                token = f.read().strip()
+        except OSError as err:
+            raise UsageError(f"{where}: cannot read {path}: {err.strerror}")
+        if token:
+            return Secret(token)
+    return Secret(environ.get("CONSUL_HTTP_TOKEN", ""))
+
+
+def parse(argv: list[str], environ: dict[str, str]) -> tuple[Config, list[str]]:
+    """Return the configuration and a list of warnings (to be logged)."""
+    given, command = split_argv(argv)
+    src = _Source(given, environ)
+    warnings: list[str] = []
+    if not command:
+        raise UsageError(f"no command given ({USAGE})")
+
+    log_format = src.value("--log-format") or "text"
+    if log_format not in ("text", "json"):
+        raise UsageError(f"{src.where('--log-format')}: {log_format!r} is not text or json")
+    log_level = src.value("--log-level") or "info"
+    if log_level not in ("debug", "info", "warning", "error"):
+        raise UsageError(f"{src.where('--log-level')}: {log_level!r} is not debug, info, "
+                         "warning or error")
+
+    raw_signal = src.value("--stop-signal")
+    stop_signal = parse_signal(raw_signal, src.where("--stop-signal")) if raw_signal else 15
+    supervisor = SupervisorConfig(
+        command=command,
+        stop_signal=stop_signal,
+        stop_timeout=src.duration("--stop-timeout", 9.0),
+        single_child=src.switch("--single-child"),
+    )
+
+    register = not src.switch("--no-register")
+    name = src.value("--name")
+    if register and not name:
+        raise UsageError("--name is required (or --no-register to run without Consul)")
+    raw_port = src.value("--port")
+    port = parse_port(raw_port, src.where("--port")) if raw_port else None
+
+    raw_ready = src.value("--ready")
+    if raw_ready is not None:
+        ready = parse_probe(raw_ready, src.where("--ready"), allow_notify=True)
+    elif port is not None:
+        ready = ProbeSpec("tcp", port=port, text=f"tcp:{port}")
+    else:
+        ready = ProbeSpec("none")
+    raw_check = src.value("--check")
+    if raw_check is not None:
+        check = parse_probe(raw_check, src.where("--check"), allow_notify=False)
+    else:
+        check = ready if ready.kind != "notify" else ProbeSpec("none", text="child alive")
+
+    ttl = src.duration("--ttl", 10.0, minimum=0.001)
+    check_interval = src.duration("--check-interval", ttl / 3, minimum=0.001)
+    if check_interval >= ttl:
+        raise UsageError(f"{src.where('--check-interval')}: {format_duration(check_interval)} "
+                         f"must be shorter than the TTL ({format_duration(ttl)})")
+    deregister_after = src.duration("--deregister-after", 60.0)
+    if register and 0 < deregister_after < 60:
+        warnings.append(f"--deregister-after {format_duration(deregister_after)} is below "
+                        "Consul's minimum; the agent raises it to 1m")
+    health = HealthConfig(
+        ready=ready,
+        ready_timeout=src.duration("--ready-timeout", 0.0),
+        check=check,
+        check_interval=check_interval,
+        ttl=ttl,
+        deregister_after=deregister_after,
+        drain=src.duration("--drain", 0.0),
+    )
+
+    service = None
+    consul = None
+    if register:
+        assert name is not None
+        service = ServiceConfig(
+            name=name,
+            id=src.value("--id") or default_service_id(name),
+            port=port,
+            tags=src.values("--tag"),
+            meta=parse_meta(src.values("--meta"), src.where("--meta")),
+            address=parse_address(src.value("--address") or "auto", src.where("--address")),
+        )
+        consul = parse_consul(src, environ)
+    environ = dict(environ)
+    return Config(register, supervisor, service, health, consul, log_format, log_level,
+                  environ), warnings
+
+
+def main(argv: list[str] | None = None) -> int:
+    from svcwrap.logs import Logger
+
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        config, warnings = parse(args, dict(os.environ))
+    except UsageError as err:
+        sys.stderr.write(f"svcwrap: error: {err}\n")
+        return 2
+    log = Logger(config.log_format, config.log_level)
+    for text in warnings:
+        log.warning("config", message=text)
+
+    from svcwrap.lifecycle import run
+
+    return run(config, log)

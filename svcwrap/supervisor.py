@@ -1,0 +1,386 @@
+"""Process supervision: spawn the child, forward signals, reap, stop.
+
+The design follows tini. Every catchable signal is *blocked* in svcwrap and
+collected synchronously with sigtimedwait() in the main thread, which does
+nothing else: no Consul I/O and no probe ever runs here, so nothing can
+delay forwarding or reaping. Blocking rather than installing handlers has
+three deliberate consequences:
+
+* Threads started later inherit the blocked mask, so process-directed
+  signals always wait for the main thread, never interrupt a worker.
+* SIGSEGV/SIGBUS/SIGILL/SIGFPE sent with kill(2) are collected and forwarded
+  like any other signal (tini drops them), while a *real* fault in svcwrap
+  itself still kills it: the kernel forces the default action for a
+  synchronous fault on a blocked signal instead of looping in a handler.
+* Other threads wake the main loop with pthread_kill(main, SIGCHLD). SIGCHLD
+  is never forwarded, and every SIGCHLD leads to a non-blocking reap pass,
+  so a spurious one costs a waitpid() call and nothing else.
+
+The module uses `_signal`, the C module behind `signal`, because `signal`
+imports enum, which costs half a bare interpreter start-up, and this runs
+before the child is spawned.
+"""
+from __future__ import annotations
+
+import _signal as sig
+import _thread
+import os
+import time
+
+from svcwrap.config import SupervisorConfig
+from svcwrap.logs import Logger
+
+CATCHABLE = frozenset(sig.valid_signals()) - {sig.SIGKILL, sig.SIGSTOP}
+STOP_REQUESTS = (sig.SIGTERM, sig.SIGINT)
+PR_SET_CHILD_SUBREAPER = 36
+STRAGGLER_GRACE_MAX = 5.0  # seconds other processes get after the main child exits
+
+
+def signal_name(signo: int) -> str:
+    for name in dir(sig):
+        if name.startswith("SIG") and "_" not in name and getattr(sig, name) == signo:
+            return name
+    if sig.SIGRTMIN < signo < sig.SIGRTMAX:
+        return f"SIGRTMIN+{signo - sig.SIGRTMIN}"
+    return str(signo)
+
+
+def exit_code(status: int) -> int:
+    """A wait status as a shell reports it: exit N -> N, killed by signal N -> 128+N."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+class SpawnError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Discovery:
+    """What the supervisor needs from service discovery (see lifecycle.py).
+
+    All methods are called from the main thread and must return at once;
+    the work happens on other threads, which call Supervisor.wake() when
+    something the supervisor waits for has happened. This null version is
+    what `--no-register` runs with.
+    """
+
+    leave_timeout = 0.0
+
+    def start(self, child_pid: int, supervisor: "Supervisor") -> None:
+        pass
+
+    def leave(self) -> float:
+        """Begin leaving discovery; return the drain time to wait once left."""
+        return 0.0
+
+    def has_left(self) -> bool:
+        return True
+
+
+class Supervisor:
+    def __init__(self, config: SupervisorConfig, log: Logger) -> None:
+        self.config = config
+        self.log = log
+        self.pid1 = os.getpid() == 1
+        self.main_thread = _thread.get_ident()
+        self.tty_fd: int | None = None
+        self.child_pid = 0
+        self.child_status: int | None = None
+        self.child_stopped = False
+        self.no_children = False
+        # The stop sequence: running -> leaving -> draining -> stopping; or
+        # exited as soon as the main child is gone, whatever the phase.
+        self.phase = "running"
+        self.leave_deadline = 0.0
+        self.drain_seconds = 0.0
+        self.drain_deadline = 0.0
+        self.kill_deadline: float | None = None
+        self.straggler_deadline: float | None = None
+        self.stragglers_killed = False
+        self.forced_exit: int | None = None
+        self.requested_stop: tuple[int, str] | None = None
+
+    # -- start -----------------------------------------------------------
+    def prepare(self) -> None:
+        """Block every catchable signal (see the module docstring) and, when
+        not PID 1, become a child subreaper so orphans are still ours to reap."""
+        sig.pthread_sigmask(sig.SIG_BLOCK, CATCHABLE)
+        if not self.pid1:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+                self.log.warning("subreaper unavailable", errno=ctypes.get_errno())
+        try:
+            os.tcgetpgrp(0)  # succeeds only if stdin is our controlling terminal
+            self.tty_fd = 0
+        except OSError:
+            self.tty_fd = None
+
+    def spawn(self, environ: dict[str, str]) -> int:
+        argv = self.config.command
+        # Both ends are close-on-exec: EOF means the exec succeeded.
+        errors_r, errors_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(errors_r)
+            self._become_child(argv, environ, errors_w)
+        os.close(errors_w)
+        # Also set the group from the parent, so it is in place whichever
+        # of the two runs first (EACCES once the child has exec'd is fine).
+        try:
+            os.setpgid(pid, pid)
+        except OSError:
+            pass
+        report = b""
+        while chunk := os.read(errors_r, 64):
+            report += chunk
+        os.close(errors_r)
+        if report:
+            os.waitpid(pid, 0)
+            errno = int(report)
+            reason = os.strerror(errno)
+            if errno == 2:
+                raise SpawnError(127, f"{argv[0]}: command not found")
+            raise SpawnError(126, f"{argv[0]}: cannot execute: {reason}")
+        self.child_pid = pid
+        self.log.info("child started", pid=pid, command=" ".join(argv))
+        return pid
+
+    def _become_child(self, argv: list[str], environ: dict[str, str], errors_w: int) -> None:
+        """Runs in the forked child; never returns."""
+        try:
+            os.setpgid(0, 0)  # lead our own group: signals go to the whole pipeline
+            if self.tty_fd is not None:
+                # Become the terminal's foreground group so the child reads
+                # input and gets ^C. SIGTTOU is still blocked here (inherited
+                # mask), which is what allows a background group to do this.
+                try:
+                    os.tcsetpgrp(self.tty_fd, os.getpid())
+                except OSError:
+                    pass
+            # Default dispositions (Python itself ignores SIGPIPE and
+            # SIGXFSZ), then an empty mask: the exec'd program starts clean.
+            for signo in CATCHABLE:
+                try:
+                    sig.signal(signo, sig.SIG_DFL)
+                except (OSError, ValueError):
+                    pass
+            sig.pthread_sigmask(sig.SIG_SETMASK, ())
+            os.execvpe(argv[0], argv, environ)
+        except OSError as err:
+            os.write(errors_w, str(err.errno or 1).encode())
+        except BaseException:
+            os.write(errors_w, b"1")
+        os._exit(127)
+
+    # -- requests from other threads -------------------------------------------
+    def wake(self) -> None:
+        """Ring the main loop's doorbell (safe from any thread)."""
+        sig.pthread_kill(self.main_thread, sig.SIGCHLD)
+
+    def request_stop(self, exit_code: int, reason: str) -> None:
+        """Stop the child as if SIGTERM had arrived, then exit with exit_code."""
+        self.requested_stop = (exit_code, reason)
+        self.wake()
+
+    # -- the main loop ---------------------------------------------------------
+    def run(self, discovery: Discovery) -> int:
+        while True:
+            if self.requested_stop is not None:
+                code, reason = self.requested_stop
+                self.requested_stop = None
+                self.forced_exit = code
+                self.begin_stop(discovery, reason)
+            self.advance(discovery)
+            if self.finished(discovery):
+                break
+            timeout = self.next_timeout()
+            if timeout is None:
+                info = sig.sigwaitinfo(CATCHABLE)
+            else:
+                info = sig.sigtimedwait(CATCHABLE, timeout)
+            if info is not None:
+                self.on_signal(info.si_signo, discovery)
+        assert self.child_status is not None
+        code = exit_code(self.child_status) if self.forced_exit is None else self.forced_exit
+        self.log.info("exit", code=code)
+        return code
+
+    def on_signal(self, signo: int, discovery: Discovery) -> None:
+        if signo == sig.SIGCHLD:
+            self.reap(discovery)
+        elif signo in STOP_REQUESTS and self.phase == "running":
+            self.begin_stop(discovery, signal_name(signo))
+        elif signo in STOP_REQUESTS and self.phase in ("leaving", "draining"):
+            # A second stop request: stop waiting for Consul and the drain.
+            self.log.info("stop hurried", signal=signal_name(signo))
+            self.leave_deadline = self.drain_deadline = 0.0
+            if self.phase == "leaving":
+                self.phase, self.drain_seconds = "draining", 0.0
+        elif self.child_status is None:
+            self.log.debug("forward", signal=signal_name(signo))
+            self.send(signo)
+
+    def begin_stop(self, discovery: Discovery, reason: str) -> None:
+        if self.phase != "running":
+            return
+        self.log.info("stopping", reason=reason)
+        self.phase = "leaving"
+        self.drain_seconds = discovery.leave()
+        self.leave_deadline = time.monotonic() + discovery.leave_timeout
+
+    def advance(self, discovery: Discovery) -> None:
+        """Move the stop sequence on by the clock and by what others reported."""
+        now = time.monotonic()
+        if self.phase == "leaving":
+            left = discovery.has_left()
+            if left or now >= self.leave_deadline:
+                if not left:
+                    self.log.warning("leave timed out", waited=f"{discovery.leave_timeout:g}s")
+                self.phase = "draining"
+                self.drain_deadline = now + self.drain_seconds
+                if self.drain_seconds > 0:
+                    self.log.info("draining", seconds=f"{self.drain_seconds:g}")
+        if self.phase == "draining" and now >= self.drain_deadline:
+            self.phase = "stopping"
+            self.log.info("signal child", signal=signal_name(self.config.stop_signal))
+            self.send(self.config.stop_signal)
+            if self.child_stopped:
+                self.send(sig.SIGCONT)  # a stopped child must run to act on it
+            self.kill_deadline = now + self.config.stop_timeout
+        if self.phase == "stopping" and self.kill_deadline is not None and now >= self.kill_deadline:
+            self.log.warning("stop timeout, killing child",
+                             timeout=f"{self.config.stop_timeout:g}s")
+            self.send(sig.SIGKILL)
+            self.kill_deadline = None
+        if self.phase == "exited" and not self.no_children:
+            self.stop_stragglers(now)
+
+    def finished(self, discovery: Discovery) -> bool:
+        if self.phase != "exited" or not self.no_children:
+            return False
+        return discovery.has_left() or time.monotonic() >= self.leave_deadline
+
+    def next_timeout(self) -> float | None:
+        now = time.monotonic()
+        deadlines = []
+        if self.phase == "leaving":
+            deadlines.append(self.leave_deadline)
+        elif self.phase == "draining":
+            deadlines.append(self.drain_deadline)
+        elif self.phase == "stopping" and self.kill_deadline is not None:
+            deadlines.append(self.kill_deadline)
+        elif self.phase == "exited":
+            deadlines.append(self.leave_deadline)
+            if self.straggler_deadline is not None and not self.stragglers_killed:
+                deadlines.append(self.straggler_deadline)
+        # Deadlines already passed were acted on by advance(); only future
+        # ones bound the wait (a past one would make this loop spin).
+        future = [d for d in deadlines if d > now]
+        return min(future) - now if future else None
+
+    # -- children --------------------------------------------------------------
+    def send(self, signo: int) -> None:
+        """Forward to the child's process group (default) or the child alone."""
+        if self.child_status is not None:
+            return
+        try:
+            if self.config.single_child:
+                os.kill(self.child_pid, signo)
+            else:
+                os.killpg(self.child_pid, signo)
+        except ProcessLookupError:
+            # The child left its group (setpgid/setsid): signal it directly.
+            try:
+                os.kill(self.child_pid, signo)
+            except ProcessLookupError:
+                pass
+
+    def reap(self, discovery: Discovery) -> None:
+        """Collect every child that has changed state.
+
+        SIGCHLD is not queued: one may stand for many exits, so waitpid(-1)
+        loops until it reports nothing more (0) or no children at all (ECHILD).
+        """
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG | os.WUNTRACED | os.WCONTINUED)
+            except ChildProcessError:
+                self.no_children = True
+                return
+            if pid == 0:
+                return
+            if pid != self.child_pid:
+                continue  # an orphan (or a stop of one): reaped, its status never counts
+            if os.WIFSTOPPED(status):
+                self.child_stopped = True
+                self.on_child_stopped(os.WSTOPSIG(status))
+                continue
+            if os.WIFCONTINUED(status):
+                self.child_stopped = False
+                continue
+            self.child_status = status
+            self.log.info("child exited", pid=pid, code=exit_code(status),
+                          **({"signal": signal_name(os.WTERMSIG(status))}
+                             if os.WIFSIGNALED(status) else {}))
+            if self.phase == "running":
+                self.drain_seconds = discovery.leave()
+                self.leave_deadline = time.monotonic() + discovery.leave_timeout
+            self.phase = "exited"
+
+    def on_child_stopped(self, stopsig: int) -> None:
+        """Job control: ^Z stopped the child's group (the terminal's foreground).
+
+        As PID 1 nobody above us manages jobs, so nothing more is done. Below
+        an interactive shell, stop ourselves too, so the shell regains the
+        terminal; on `fg` (SIGCONT) hand the terminal back and resume the child.
+        """
+        self.log.info("child stopped", signal=signal_name(stopsig))
+        if self.pid1 or self.tty_fd is None:
+            return
+        try:
+            os.tcsetpgrp(self.tty_fd, os.getpgrp())
+            os.kill(os.getpid(), sig.SIGSTOP)
+            # ... resumed here by SIGCONT
+            os.tcsetpgrp(self.tty_fd, self.child_pid)
+        except OSError:
+            pass
+        self.send(sig.SIGCONT)
+
+    def stop_stragglers(self, now: float) -> None:
+        """The main child is gone but other processes remain: TERM them, give
+        them a short grace, then KILL. (tini leaves them to the kernel, which
+        SIGKILLs them when PID 1 exits; dumb-init sends TERM and exits at once.)"""
+        if self.straggler_deadline is None:
+            grace = min(STRAGGLER_GRACE_MAX, self.config.stop_timeout)
+            self.log.info("stopping other processes", grace=f"{grace:g}s")
+            self.signal_others(sig.SIGTERM)
+            self.signal_others(sig.SIGCONT)
+            self.straggler_deadline = now + grace
+        elif now >= self.straggler_deadline and not self.stragglers_killed:
+            self.log.warning("killing other processes")
+            self.signal_others(sig.SIGKILL)
+            self.stragglers_killed = True
+
+    def signal_others(self, signo: int) -> None:
+        if self.pid1:
+            try:
+                os.kill(-1, signo)  # as PID 1: every process in our namespace but us
+            except ProcessLookupError:
+                pass
+            return
+        import psutil
+
+        try:
+            others = psutil.Process().children(recursive=True)
+        except psutil.Error:
+            return
+        for proc in others:
+            try:
+                proc.send_signal(signo)
+            except psutil.Error:
+                pass

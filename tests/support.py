@@ -1,0 +1,105 @@
+"""Helpers for running svcwrap in tests: as a real PID 1 or as a subreaper."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import psutil
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PROGRAMS = Path(__file__).resolve().parent / "programs"
+SVCWRAP = [sys.executable, "-m", "svcwrap"]
+PID1 = ["unshare", "--pid", "--fork", "--mount-proc"]
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 5.0, interval: float = 0.01,
+               message: str = "") -> T:
+    """Return the predicate's first truthy value; fail after the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for: "
+                                 f"{message or getattr(predicate, '__name__', predicate)}")
+        time.sleep(interval)
+
+
+def can_be_pid1() -> bool:
+    return os.geteuid() == 0 and shutil.which("unshare") is not None
+
+
+def program(name: str, *args: object) -> list[str]:
+    return [sys.executable, str(PROGRAMS / name), *map(str, args)]
+
+
+class Wrapped:
+    """svcwrap running under test; .pid is svcwrap's own PID as seen from here."""
+
+    def __init__(self, args: list[str], *, pid1: bool, **popen: object) -> None:
+        self.pid1 = pid1
+        popen.setdefault("stderr", subprocess.PIPE)
+        popen.setdefault("cwd", str(REPO))
+        self.proc = subprocess.Popen((PID1 if pid1 else []) + SVCWRAP + args, **popen)
+        self.pid = self.proc.pid
+        if pid1:  # svcwrap is the (only) child that unshare forks
+            self.pid = wait_until(self._unshare_child, message="svcwrap inside unshare")
+        self._stderr = ""
+
+    def _unshare_child(self) -> int:
+        try:
+            for child in psutil.Process(self.proc.pid).children():
+                if "svcwrap" in " ".join(child.cmdline()):
+                    return child.pid
+        except psutil.Error:
+            pass
+        return 0
+
+    def kill(self, signo: int) -> None:
+        os.kill(self.pid, signo)
+
+    def wait(self, timeout: float = 10.0) -> int:
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+        return code
+
+    @property
+    def stderr(self) -> str:
+        if self.proc.stderr is not None and self.proc.poll() is not None and not self._stderr:
+            self._stderr = self.proc.stderr.read().decode()
+        return self._stderr
+
+    def children(self) -> list[psutil.Process]:
+        try:
+            return psutil.Process(self.pid).children()
+        except psutil.Error:
+            return []
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            if not self.pid1:
+                for child in self.children():
+                    child.kill()
+            self.proc.wait(10)
+
+
+def skip_unless_pid1() -> None:
+    if not can_be_pid1():
+        pytest.skip("a real PID 1 needs root and unshare(1)")

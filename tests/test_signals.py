@@ -1,0 +1,117 @@
+"""svcwrap forwards every catchable signal, and SIGTERM/SIGINT stop the child."""
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.support import program, wait_until
+
+RTMIN = signal.SIGRTMIN
+# Everything but the stop requests (TERM, INT), SIGCHLD and the uncatchable
+# KILL/STOP; TSTP/TTIN/TTOU have their own test below.
+FORWARDED = [
+    signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM,
+    signal.SIGWINCH, signal.SIGCONT, signal.SIGURG, signal.SIGPIPE, signal.SIGPWR,
+    signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT,
+    signal.SIGTRAP, signal.SIGSYS, signal.SIGXCPU, signal.SIGXFSZ, signal.SIGVTALRM,
+    signal.SIGPROF, signal.SIGIO, signal.SIGSTKFLT, RTMIN, RTMIN + 5, signal.SIGRTMAX,
+]
+
+
+def received(path: Path) -> list[int]:
+    try:
+        return [int(line) for line in path.read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def start_recorder(wrap, tmp_path: Path, *svcwrap_args: str, recorder_args=()):
+    out = tmp_path / "signals"
+    w = wrap("--no-register", *svcwrap_args, "--", *program("sigrecorder.py", out, *recorder_args))
+    wait_until(lambda: Path(f"{out}.ready").exists(), message="recorder ready")
+    return w, out
+
+
+def test_every_catchable_signal_reaches_the_child_in_the_order_sent(wrap, tmp_path):
+    w, out = start_recorder(wrap, tmp_path)
+    for n, signo in enumerate(FORWARDED, start=1):
+        w.kill(signo)
+        wait_until(lambda: len(received(out)) >= n, message=f"child got {signo!r}")
+    assert received(out) == [int(s) for s in FORWARDED]
+    w.kill(signal.SIGTERM)
+    assert w.wait() == 7
+
+
+def test_a_burst_of_queued_real_time_signals_arrives_complete(wrap, tmp_path):
+    w, out = start_recorder(wrap, tmp_path)
+    for _ in range(50):
+        w.kill(RTMIN + 2)
+    wait_until(lambda: len(received(out)) >= 50, message="50 real-time signals")
+    assert received(out) == [RTMIN + 2] * 50
+
+
+def test_sigterm_reaches_the_child_and_svcwrap_exits_with_its_status(wrap, tmp_path):
+    w, out = start_recorder(wrap, tmp_path)
+    w.kill(signal.SIGTERM)
+    assert w.wait() == 7
+    assert received(out) == [signal.SIGTERM]
+
+
+def test_sigint_to_svcwrap_sends_the_stop_signal_to_the_child(wrap, tmp_path):
+    w, out = start_recorder(wrap, tmp_path)
+    w.kill(signal.SIGINT)
+    assert w.wait() == 7
+    assert received(out) == [signal.SIGTERM]
+
+
+def test_stop_signal_chooses_what_the_child_receives_on_stop(wrap, tmp_path):
+    w, out = start_recorder(wrap, tmp_path, "--stop-signal", "SIGQUIT", "--stop-timeout", "1s")
+    w.kill(signal.SIGTERM)
+    wait_until(lambda: received(out) == [signal.SIGQUIT], message="QUIT as the stop signal")
+    assert w.wait() == 128 + signal.SIGKILL
+
+
+def test_a_child_that_ignores_the_stop_signal_is_killed_after_the_stop_timeout(wrap, tmp_path):
+    w, out = start_recorder(wrap, tmp_path, "--stop-timeout", "500ms",
+                            recorder_args=["--ignore-term"])
+    w.kill(signal.SIGTERM)
+    assert w.wait() == 128 + signal.SIGKILL
+    assert received(out) == [signal.SIGTERM]
+    assert "stop timeout, killing child" in w.stderr
+
+
+def test_signals_reach_the_childs_whole_process_group_by_default(wrap, tmp_path):
+    w, out = start_recorder(wrap, tmp_path, recorder_args=["--forks", "2"])
+    for i in range(2):
+        wait_until(lambda: Path(f"{out}.{i}.ready").exists(), message=f"forked recorder {i}")
+    w.kill(signal.SIGUSR1)
+    for path in (out, Path(f"{out}.0"), Path(f"{out}.1")):
+        wait_until(lambda: received(path) == [signal.SIGUSR1], message=f"USR1 in {path.name}")
+
+
+def test_single_child_sends_signals_to_the_child_alone(wrap, tmp_path):
+    w, out = start_recorder(wrap, tmp_path, "--single-child", recorder_args=["--forks", "1"])
+    wait_until(lambda: Path(f"{out}.0.ready").exists(), message="forked recorder")
+    w.kill(signal.SIGUSR1)
+    w.kill(signal.SIGUSR2)
+    wait_until(lambda: received(out) == [signal.SIGUSR1, signal.SIGUSR2], message="main child")
+    assert received(Path(f"{out}.0")) == []
+
+
+def test_sigtstp_stops_the_child_and_sigcont_resumes_it(wrap_pid1, tmp_path):
+    w = wrap_pid1("--no-register", "--", "sleep", "30")
+    child = wait_until(lambda: w.children(), message="child")[0]
+    w.kill(signal.SIGTSTP)
+    wait_until(lambda: child.status() == "stopped", message="child stopped")
+    w.kill(signal.SIGCONT)
+    wait_until(lambda: child.status() != "stopped", message="child running again")
+    w.kill(signal.SIGTERM)
+    assert w.wait() == 128 + signal.SIGTERM
+
+
+def test_a_child_that_exits_on_its_own_does_not_wait_for_a_signal(wrap):
+    w = wrap("--no-register", "--", "sh", "-c", "sleep 0.2; exit 4")
+    assert w.wait() == 4
