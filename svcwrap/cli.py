@@ -31,7 +31,7 @@ OPTIONS: list[tuple[str, str | None, bool, str]] = [
     ("--meta", "KEY=VALUE", True, "service metadata (repeatable)"),
     ("--address", "ADDR", False, "advertised address: auto, an IP, or iface:NAME [auto]"),
     ("--ready", "SPEC", False, "readiness probe: tcp:[HOST:]PORT, http(s)://URL, exec:CMD ARGS, "
-                               "notify or none [tcp:PORT with --port, else none]"),
+                               "notify[:SOCKET] or none [tcp:PORT with --port, else none]"),
     ("--ready-timeout", "DUR", False, "give up waiting for readiness (0 = never) [0]"),
     ("--check", "SPEC", False, "health check after readiness (same forms but notify) "
                                "[the readiness probe]"),
@@ -201,10 +201,13 @@ def parse_signal(raw: str, where: str) -> int:
 def parse_probe(raw: str, where: str, *, allow_notify: bool) -> ProbeSpec:
     if raw == "none":
         return ProbeSpec("none")
-    if raw == "notify":
+    if raw == "notify" or raw.startswith("notify:"):
         if not allow_notify:
             raise UsageError(f"{where}: notify is a readiness signal, not a health check")
-        return ProbeSpec("notify")
+        address = raw[7:] or f"@svcwrap-notify-{os.getpid()}-{os.urandom(4).hex()}"
+        if not address.startswith(("@", "/")):
+            raise UsageError(f"{where}: {raw!r}: the socket is @abstract or an absolute path")
+        return ProbeSpec("notify", socket=address, text=raw)
     if raw.startswith(("http://", "https://")):
         if len(raw.split("://", 1)[1]) == 0:
             raise UsageError(f"{where}: {raw!r} has no host")
@@ -225,7 +228,7 @@ def parse_probe(raw: str, where: str, *, allow_notify: bool) -> ProbeSpec:
             raise UsageError(f"{where}: exec: needs a command")
         return ProbeSpec("exec", argv=argv, text=raw)
     raise UsageError(f"{where}: unknown probe {raw!r} (use tcp:[HOST:]PORT, http://URL, "
-                     "https://URL, exec:COMMAND ARGS, notify or none)")
+                     "https://URL, exec:COMMAND ARGS, notify[:SOCKET] or none)")
 
 
 def parse_meta(items: list[str], where: str) -> dict[str, str]:
@@ -251,8 +254,8 @@ def parse_address(raw: str, where: str) -> str:
     if raw == "auto":
         return raw
     if raw.startswith("iface:"):
-        if not raw[6:]:
-            raise UsageError(f"{where}: iface: needs an interface name")
+        if not raw[6:] or not os.path.exists(f"/sys/class/net/{raw[6:]}"):
+            raise UsageError(f"{where}: no network interface named {raw[6:]!r}")
         return raw
     import ipaddress
 

@@ -34,18 +34,21 @@ class ProbeSpec:
     """A readiness or health probe.
 
     kind is one of: "tcp" (host, port), "http" (url), "exec" (argv),
-    "notify" (systemd READY=1 datagram) or "none".
+    "notify" (a systemd READY=1 datagram on socket: "@abstract" or a path)
+    or "none".
     """
 
-    __slots__ = ("kind", "host", "port", "url", "argv", "text")
+    __slots__ = ("kind", "host", "port", "url", "argv", "socket", "text")
 
     def __init__(self, kind: str, *, host: str = "127.0.0.1", port: int = 0,
-                 url: str = "", argv: list[str] | None = None, text: str = "") -> None:
+                 url: str = "", argv: list[str] | None = None, socket: str = "",
+                 text: str = "") -> None:
         self.kind = kind
         self.host = host
         self.port = port
         self.url = url
         self.argv = argv or []
+        self.socket = socket
         self.text = text or kind
 
     def __repr__(self) -> str:

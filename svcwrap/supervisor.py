@@ -27,6 +27,10 @@ import _thread
 import os
 import time
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs more to import than svcwrap's start-up budget
+    from typing import Callable
+
 from svcwrap.config import SupervisorConfig
 from svcwrap.logs import Logger
 
@@ -102,6 +106,8 @@ class Supervisor:
         self.stragglers_killed = False
         self.forced_exit: int | None = None
         self.requested_stop: tuple[int, str] | None = None
+        # Told the pid and status of every other child reaped (exec probes).
+        self.on_other_reaped: Callable[[int, int], None] | None = None
 
     # -- start -----------------------------------------------------------
     def prepare(self) -> None:
@@ -216,11 +222,12 @@ class Supervisor:
         elif signo in STOP_REQUESTS and self.phase == "running":
             self.begin_stop(discovery, signal_name(signo))
         elif signo in STOP_REQUESTS and self.phase in ("leaving", "draining"):
-            # A second stop request: stop waiting for Consul and the drain.
+            # A second stop request cuts the drain short, but still lets the
+            # (bounded) deregistration finish: that is what keeps clients
+            # from being sent to a service that is going away.
             self.log.info("stop hurried", signal=signal_name(signo))
-            self.leave_deadline = self.drain_deadline = 0.0
-            if self.phase == "leaving":
-                self.phase, self.drain_seconds = "draining", 0.0
+            self.drain_seconds = 0.0
+            self.drain_deadline = min(self.drain_deadline, time.monotonic())
         elif self.child_status is None:
             self.log.debug("forward", signal=signal_name(signo))
             self.send(signo)
@@ -315,7 +322,12 @@ class Supervisor:
             if pid == 0:
                 return
             if pid != self.child_pid:
-                continue  # an orphan (or a stop of one): reaped, its status never counts
+                # An orphan, or one of svcwrap's own probes: its status never
+                # counts for our exit, but a probe is waiting to hear it.
+                if self.on_other_reaped is not None and not os.WIFSTOPPED(status) \
+                        and not os.WIFCONTINUED(status):
+                    self.on_other_reaped(pid, status)
+                continue
             if os.WIFSTOPPED(status):
                 self.child_stopped = True
                 self.on_child_stopped(os.WSTOPSIG(status))

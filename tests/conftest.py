@@ -5,6 +5,7 @@ from typing import Callable, Iterator
 
 import pytest
 
+from tests.consul_fixture import *  # noqa: F401,F403 (the consul fixtures)
 from tests.support import Wrapped, skip_unless_pid1
 
 Launcher = Callable[..., Wrapped]

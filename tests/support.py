@@ -8,31 +8,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, TypeVar
 
 import psutil
 import pytest
+
+from tests.consul_fixture import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 SVCWRAP = [sys.executable, "-m", "svcwrap"]
 PID1 = ["unshare", "--pid", "--fork", "--mount-proc"]
-
-T = TypeVar("T")
-
-
-def wait_until(predicate: Callable[[], T], timeout: float = 5.0, interval: float = 0.01,
-               message: str = "") -> T:
-    """Return the predicate's first truthy value; fail after the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for: "
-                                 f"{message or getattr(predicate, '__name__', predicate)}")
-        time.sleep(interval)
 
 
 def can_be_pid1() -> bool:
@@ -103,3 +88,11 @@ class Wrapped:
 def skip_unless_pid1() -> None:
     if not can_be_pid1():
         pytest.skip("a real PID 1 needs root and unshare(1)")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

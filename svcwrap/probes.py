@@ -1,0 +1,203 @@
+"""Readiness and health probes: tcp, http(s), exec and systemd notify.
+
+Each probe returns a Result: a Consul check status and the text that
+becomes the check's Output. Probes run on svcwrap's worker thread, never on
+the supervisor's, and every one is bounded by a timeout.
+"""
+from __future__ import annotations
+
+import http.client
+import os
+import select
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+from typing import Callable
+
+from svcwrap.config import ProbeSpec
+
+PASSING, WARNING, CRITICAL = "passing", "warning", "critical"
+OUTPUT_LIMIT = 4096  # Consul keeps no more of a check's output than this
+
+
+class Result:
+    __slots__ = ("status", "output")
+
+    def __init__(self, status: str, output: str) -> None:
+        self.status = status
+        self.output = output[:OUTPUT_LIMIT]
+
+    @property
+    def ok(self) -> bool:
+        return self.status == PASSING
+
+    def __repr__(self) -> str:
+        return f"Result({self.status!r}, {self.output!r})"
+
+
+class ExitStatuses:
+    """Exit statuses of svcwrap's own helper processes (exec probes).
+
+    The supervisor reaps *every* child with waitpid(-1), including the
+    processes an exec probe starts, so the probe cannot wait for them itself
+    (subprocess would race the supervisor and, losing, report exit 0). The
+    supervisor hands each status it reaps here instead; a probe announces
+    itself before it spawns and waits for its pid. Statuses are kept only
+    while some probe is running, so orphans reaped meanwhile cannot pile up.
+    """
+
+    def __init__(self, environ: dict[str, str]) -> None:
+        self._cond = threading.Condition()
+        self._waiting = 0
+        self._statuses: dict[int, int] = {}
+        self._environ = environ
+
+    def reaped(self, pid: int, status: int) -> None:
+        """Called by the supervisor for every non-main child it reaps."""
+        with self._cond:
+            if self._waiting:
+                self._statuses[pid] = status
+                self._cond.notify_all()
+
+    def run(self, argv: list[str], timeout: float) -> tuple[int | None, str]:
+        """Run argv; return (exit code, or None on timeout; combined output)."""
+        with self._cond:
+            self._waiting += 1
+        try:
+            return self._run(argv, timeout)
+        finally:
+            with self._cond:
+                self._waiting -= 1
+                if not self._waiting:
+                    self._statuses.clear()
+
+    def _run(self, argv: list[str], timeout: float) -> tuple[int | None, str]:
+        deadline = time.monotonic() + timeout
+        out_r, out_w = os.pipe()
+        try:
+            pid = os.posix_spawnp(
+                argv[0], argv, self._environ,
+                file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                              (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, out_w, 2)],
+                setsid=True,
+                # This thread blocks every signal (see supervisor.py) and Python
+                # ignores SIGPIPE: the probe must start with neither.
+                setsigmask=(), setsigdef=signal_set())
+        finally:
+            os.close(out_w)
+        output = b""
+        timed_out = False
+        with os.fdopen(out_r, "rb", buffering=0) as pipe:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    timed_out = True
+                    break
+                if not select.select([pipe], [], [], left)[0]:
+                    continue
+                chunk = pipe.read(65536)
+                if not chunk:
+                    break
+                output = (output + chunk)[-2 * OUTPUT_LIMIT:]
+        if timed_out:
+            try:
+                os.killpg(pid, 9)
+            except ProcessLookupError:
+                pass
+        with self._cond:
+            # Bounded: after SIGKILL the supervisor reaps the probe at once.
+            while pid not in self._statuses and self._cond.wait(timeout + 5):
+                pass
+            status = self._statuses.pop(pid, None)
+        text = output.decode("utf-8", "replace")
+        if timed_out or status is None:
+            return None, text
+        code = os.waitstatus_to_exitcode(status)
+        return (code if code >= 0 else 128 - code), text
+
+
+def signal_set() -> list[int]:
+    import signal
+
+    return [s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)]
+
+
+def tcp(host: str, port: int, timeout: float) -> Result:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return Result(PASSING, f"TCP connect {host}:{port}: Success")
+    except OSError as err:
+        return Result(CRITICAL, f"TCP connect {host}:{port}: {err.strerror or err}")
+
+
+def http_get(url: str, timeout: float) -> Result:
+    """2xx and 3xx pass (redirects are not followed), like Consul's HTTP check.
+
+    HTTPS certificates are not verified: the probe talks to svcwrap's own
+    child, which is often served with a self-signed certificate."""
+    parts = urllib.parse.urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        if parts.scheme == "https":
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                parts.hostname or "127.0.0.1", parts.port, timeout=timeout,
+                context=_unverified_tls())
+        else:
+            conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port,
+                                              timeout=timeout)
+        try:
+            conn.request("GET", path, headers={"User-Agent": "svcwrap"})
+            response = conn.getresponse()
+            body = response.read(OUTPUT_LIMIT).decode("utf-8", "replace")
+        finally:
+            conn.close()
+    except (OSError, http.client.HTTPException) as err:
+        return Result(CRITICAL, f"HTTP GET {url}: {err}")
+    status = PASSING if 200 <= response.status < 400 else CRITICAL
+    return Result(status, f"HTTP GET {url}: {response.status} {response.reason} Output: {body}")
+
+
+def _unverified_tls() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def run_exec(argv: list[str], timeout: float, statuses: ExitStatuses) -> Result:
+    """Consul's script-check convention: 0 passing, 1 warning, else critical."""
+    try:
+        code, output = statuses.run(argv, timeout)
+    except OSError as err:
+        return Result(CRITICAL, f"{argv[0]}: {err.strerror or err}")
+    if code is None:
+        return Result(CRITICAL, f"{argv[0]}: timed out after {timeout:g}s\n{output}")
+    status = PASSING if code == 0 else WARNING if code == 1 else CRITICAL
+    return Result(status, output)
+
+
+def make_probe(spec: ProbeSpec, timeout: float, statuses: ExitStatuses) -> Callable[[], Result]:
+    """A callable that runs the probe once; a probe that fails in an
+    unexpected way reports critical rather than stopping the heartbeat."""
+    probe = _probe(spec, timeout, statuses)
+
+    def run() -> Result:
+        try:
+            return probe()
+        except Exception as err:
+            return Result(CRITICAL, f"{spec.text}: {type(err).__name__}: {err}")
+
+    return run
+
+
+def _probe(spec: ProbeSpec, timeout: float, statuses: ExitStatuses) -> Callable[[], Result]:
+    # notify is not here: READY=1 is read by notify.NotifySocket.
+    if spec.kind == "tcp":
+        return lambda: tcp(spec.host, spec.port, timeout)
+    if spec.kind == "http":
+        return lambda: http_get(spec.url, timeout)
+    if spec.kind == "exec":
+        return lambda: run_exec(spec.argv, timeout, statuses)
+    return lambda: Result(PASSING, "service process is running")
