@@ -75,6 +75,10 @@ class ConsulDiscovery(Discovery):
         self.state = "starting"
         self.leaving = threading.Event()
         self.left = threading.Event()
+        # Held around every register/update and the deregistration: once
+        # leave() has begun, no heartbeat can slip in after the deregister
+        # and (meeting a 404) register the service again.
+        self.consul_lock = threading.Lock()
         self.statuses = ExitStatuses(config.environ)
         self.supervisor: Supervisor | None = None
         self.registry = None
@@ -183,9 +187,7 @@ class ConsulDiscovery(Discovery):
         except ConsulUnavailable:
             return False  # only when leaving
         if self.leaving.is_set():
-            # leave() raced our registration: make sure we are gone.
-            self._deregister()
-            return False
+            return False  # leave() came first; it deregisters (under the lock)
         self.state = "registered"
         self._consul_back()
         assert self.registry is not None
@@ -195,10 +197,13 @@ class ConsulDiscovery(Discovery):
 
     def _register_now(self, status: str, output: str) -> None:
         assert self.registry is not None
-        self.registry.register()
-        # A re-registration keeps a check's old status, so report it explicitly.
-        self.registry.update(status, output)
-        self.check_status = status
+        with self.consul_lock:
+            if self.leaving.is_set():
+                return
+            self.registry.register()
+            # A re-registration keeps a check's old status, so report it explicitly.
+            self.registry.update(status, output)
+            self.check_status = status
 
     def _heartbeat(self) -> None:
         import time
@@ -229,11 +234,12 @@ class ConsulDiscovery(Discovery):
         from svcwrap.registry import NotRegistered
 
         assert self.registry is not None
-        if self.leaving.is_set():
-            return
         try:
-            self.registry.update(status, output)
-            self.check_status = status
+            with self.consul_lock:
+                if self.leaving.is_set():
+                    return
+                self.registry.update(status, output)
+                self.check_status = status
         except NotRegistered:
             self.log.warning("agent does not know the service, registering again",
                              id=self.service.id)
@@ -257,7 +263,9 @@ class ConsulDiscovery(Discovery):
 
         assert self.registry is not None
         try:
-            if self.registry.deregister():
+            with self.consul_lock:
+                gone = self.registry.deregister()
+            if gone:
                 self.log.info("deregistered", id=self.service.id)
             else:
                 self.log.info("already deregistered", id=self.service.id)

@@ -20,6 +20,14 @@ SVCWRAP = [sys.executable, "-m", "svcwrap"]
 PID1 = ["unshare", "--pid", "--fork", "--mount-proc"]
 
 
+def assert_stays_false(predicate, seconds: float, message: str) -> None:
+    """Absence can only be shown over a window: check it throughout one."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert not predicate(), message
+        time.sleep(0.02)
+
+
 def can_be_pid1() -> bool:
     return os.geteuid() == 0 and shutil.which("unshare") is not None
 
@@ -40,6 +48,7 @@ class Wrapped:
         if pid1:  # svcwrap is the (only) child that unshare forks
             self.pid = wait_until(self._unshare_child, message="svcwrap inside unshare")
         self._stderr = ""
+        self._done = False
 
     def _unshare_child(self) -> int:
         try:
@@ -61,10 +70,21 @@ class Wrapped:
             raise
         return code
 
+    def stderr_so_far(self) -> str:
+        """What svcwrap has logged until now, without waiting for it to exit."""
+        if self.proc.stderr is not None and self.proc.poll() is None:
+            os.set_blocking(self.proc.stderr.fileno(), False)
+            chunk = self.proc.stderr.read()
+            self._stderr += chunk.decode() if chunk else ""
+            return self._stderr
+        return self.stderr
+
     @property
     def stderr(self) -> str:
-        if self.proc.stderr is not None and self.proc.poll() is not None and not self._stderr:
-            self._stderr = self.proc.stderr.read().decode()
+        if self.proc.stderr is not None and self.proc.poll() is not None and not self._done:
+            os.set_blocking(self.proc.stderr.fileno(), True)
+            self._stderr += self.proc.stderr.read().decode()
+            self._done = True
         return self._stderr
 
     def children(self) -> list[psutil.Process]:

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.lifecycle_support import Service
-from tests.support import wait_until
+from tests.support import assert_stays_false, wait_until
 
 
 @pytest.fixture
@@ -39,10 +39,7 @@ def test_the_service_is_not_registered_before_it_is_ready(wrap_pid1, svc):
     gate = svc.tmp / "gate"
     wrap_pid1(*svc.args(child_args=("--gate", gate)), env=svc.env())
     # The child runs at once but does not listen yet: nothing may be registered.
-    deadline = time.monotonic() + 0.5
-    while time.monotonic() < deadline:
-        assert not svc.registered()
-        time.sleep(0.05)
+    assert_stays_false(svc.registered, seconds=0.5, message="registered before ready")
     gate.touch()
     wait_until(svc.is_passing, timeout=10, message="passing once ready")
 
@@ -130,10 +127,8 @@ def test_an_exec_check_exiting_1_is_a_warning_with_its_output(wrap_pid1, svc):
 def test_heartbeats_keep_a_short_ttl_check_passing(wrap_pid1, svc):
     wrap_pid1(*svc.args(ttl="600ms"), env=svc.env())
     wait_until(svc.is_passing, timeout=10, message="service passing")
-    deadline = time.monotonic() + 2.5  # four TTLs
-    while time.monotonic() < deadline:
-        assert svc.status() == "passing"
-        time.sleep(0.05)
+    assert_stays_false(lambda: svc.status() != "passing", seconds=2.5,  # four TTLs
+                       message="the check left passing")
 
 
 def test_a_ready_timeout_stops_the_child_and_exits_1(wrap_pid1, svc):
