@@ -207,8 +207,14 @@ def test_check_without_type_is_400_ttl_must_be_positive(consul):
 @pytest.mark.parametrize("ttl", ["0s", "-5s", 0])
 def test_zero_or_negative_ttl_is_400(consul, ttl):
     """§12: zero or negative TTL → not a TTL check → Invalid check."""
-    assert consul.put(REG, {"Name": "web", "Check": {"TTL": ttl}}) == (
+    assert consul.put(REG, {"Name": "web", "Checks": [{"TTL": ttl}]}) == (
         400, "Invalid check: TTL must be > 0 for TTL checks")
+
+
+def test_check_object_with_only_a_zero_ttl_counts_as_empty(consul):
+    """§2.2: Check: {"TTL": "0s"} equals Go's zero CheckType, so it is ignored like Check: {}."""
+    assert consul.put(REG, {"Name": "web", "Check": {"TTL": "0s"}}) == (200, "")
+    assert consul.checks() == {}
 
 
 def test_interval_check_without_interval_is_400(consul):

@@ -90,7 +90,8 @@ def test_a_stop_while_the_agent_hangs_still_signals_the_child_promptly(wrap_pid1
     svc.consul.double.delay(30.0)
     w.kill(signal.SIGTERM)
     assert w.wait(timeout=4) == 0  # the deregistration is given about a second
-    assert "leave timed out" in w.stderr
+    # Either the deregistration's own timeout or the supervisor's gave up on it.
+    assert "deregister failed" in w.stderr or "leave timed out" in w.stderr, w.stderr
 
 
 def test_svcwrap_sends_register_then_passing_updates_then_deregister_in_that_order(wrap_pid1, svc):
