@@ -94,14 +94,17 @@ class Wrapped:
             return []
 
     def close(self) -> None:
+        """SIGKILL svcwrap (as PID 1 that ends its whole namespace; killing
+        unshare alone would leave svcwrap running) and anything it started."""
         if self.proc.poll() is None:
-            try:
-                os.kill(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             if not self.pid1:
                 for child in self.children():
                     child.kill()
+            for pid in (self.pid, self.proc.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             self.proc.wait(10)
 
 
