@@ -186,7 +186,10 @@ class Supervisor:
     # -- requests from other threads -------------------------------------------
     def wake(self) -> None:
         """Ring the main loop's doorbell (safe from any thread)."""
-        sig.pthread_kill(self.main_thread, sig.SIGCHLD)
+        try:
+            sig.pthread_kill(self.main_thread, sig.SIGCHLD)
+        except OSError:
+            pass  # the main thread is already on its way out
 
     def request_stop(self, exit_code: int, reason: str) -> None:
         """Stop the child as if SIGTERM had arrived, then exit with exit_code."""

@@ -5,24 +5,21 @@ Everything talks to 127.0.0.1 only: containers run with --network host.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import re
-import select
 import shutil
-import signal
 import socket
-import struct
 import subprocess
 import sys
-import termios
 import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, TypeVar
+from typing import Dict, List, Optional
+
+from tests.consul_fixture import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE = os.environ.get("SVCWRAP_TEST_IMAGE", "redis-with-wrapper:local")
@@ -31,9 +28,6 @@ BUILD_SCRIPT = REPO / "docker" / "redis-with-wrapper" / "build-local.sh"
 SOURCE_LABEL = "org.svcwrap.source-hash"
 #: label on every container the tests start, to find leftovers: docker ps -a -f label=...
 CONTAINER_LABEL = "org.svcwrap.test"
-
-T = TypeVar("T")
-
 
 class DockerError(RuntimeError):
     pass
@@ -105,13 +99,6 @@ def ensure_image(image: str = IMAGE) -> str:
         raise DockerError(f"{BUILD_SCRIPT} exited {proc.returncode}:\n{proc.stdout[-3000:]}"
                           f"\n{proc.stderr[-3000:]}")
     return f"built {image} in {time.monotonic() - started:.1f}s ({'missing' if have is None else 'stale'})"
-
-
-def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def redis_ping(host: str, port: int, timeout: float = 2.0) -> Optional[str]:
@@ -221,85 +208,3 @@ class Container:
         return f"container {self.name} state={state}\n--- logs ---\n{self.logs()[-4000:]}"
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 5.0, interval: float = 0.01,
-               message: str = "") -> T:
-    """Return the predicate's first truthy value; AssertionError after the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.2f}s waiting for "
-                                 f"{message or getattr(predicate, '__name__', 'condition')} "
-                                 f"(last value: {value!r})")
-        time.sleep(interval)
-
-
-class PtySession:
-    """A command run with a pty as its stdin/stdout/stderr, like a terminal user
-    typing into `docker run -it`. Output is read with deadlines (expect())."""
-
-    def __init__(self, argv: List[str]) -> None:
-        master, slave = os.openpty()
-        # A sensible window size; docker -t copies it into the container's pty.
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-        self.master = master
-        self.output = b""
-        # A new session whose controlling terminal is the pty, as in a terminal emulator.
-        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave,
-                                     start_new_session=True, close_fds=True,
-                                     preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
-        os.close(slave)
-
-    def send(self, data: bytes) -> None:
-        os.write(self.master, data)
-
-    def _read_some(self, timeout: float) -> bool:
-        """Read what arrives within `timeout`; False once the terminal is closed."""
-        ready, _, _ = select.select([self.master], [], [], max(0.0, timeout))
-        if not ready:
-            return True
-        try:
-            chunk = os.read(self.master, 4096)
-        except OSError:  # EIO: every slave fd is closed (the command exited)
-            chunk = b""
-        if not chunk:
-            time.sleep(min(timeout, 0.05))  # do not spin on a closed terminal
-            return False
-        self.output += chunk
-        return True
-
-    def expect(self, pattern: bytes, timeout: float = 10.0, start: int = 0) -> int:
-        """Wait until `pattern` (a regex) shows in the output after offset `start`;
-        return the offset just past the match."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            m = regex.search(self.output, start)
-            if m:
-                return m.end()
-            left = deadline - time.monotonic()
-            closed = not self._read_some(min(left, 0.2)) if left > 0 else False
-            if left <= 0 or (closed and self.proc.poll() is not None):
-                raise AssertionError(f"timed out after {timeout}s waiting for {pattern!r} "
-                                     f"in the terminal output; got {self.output[-2000:]!r}")
-
-    def wait(self, timeout: float = 20.0) -> int:
-        deadline = time.monotonic() + timeout
-        while self.proc.poll() is None and time.monotonic() < deadline:
-            self._read_some(0.1)
-        try:
-            return self.proc.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"the command did not exit within {timeout}s; "
-                                 f"terminal output: {self.output[-2000:]!r}") from None
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-        try:
-            os.close(self.master)
-        except OSError:
-            pass

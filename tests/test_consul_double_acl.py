@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from tests.consul_double import start
-from tests.consul_fixture import ConsulUnderTest, consul, consul_double  # noqa: F401
+from tests.consul_fixture import ConsulUnderTest
 
 REG = "/v1/agent/service/register"
 SVC = {"Name": "web", "Check": {"TTL": "1h", "Status": "passing"}}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from tests.consul_double import start
-from tests.consul_fixture import ConsulUnderTest, consul, consul_double, wait_until  # noqa: F401
+from tests.consul_fixture import ConsulUnderTest, wait_until
 
 REG = "/v1/agent/service/register"
 UNKNOWN_CHECK = 'Unknown check ID "nope". Ensure that the check ID is passed, not the check name.'

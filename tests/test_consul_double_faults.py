@@ -12,7 +12,6 @@ import pytest
 import requests
 
 from tests.consul_double import start
-from tests.consul_fixture import consul, consul_double, wait_until  # noqa: F401
 
 REG = "/v1/agent/service/register"
 

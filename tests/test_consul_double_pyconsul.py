@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import consul as pyconsul
-import consul.exceptions
 import pytest
 
-from tests.consul_fixture import consul, consul_double, wait_until  # noqa: F401
+from tests.consul_fixture import wait_until
 
 
 @pytest.fixture
@@ -76,7 +75,7 @@ def test_health_service_passing_returns_index_and_nodes(client):
 
 
 def test_bad_request_raises_bad_request(client):
-    """§14.1: 400 → consul.exceptions.BadRequest."""
+    """§14.1: 400 → pyconsul.exceptions.BadRequest."""
     with pytest.raises(pyconsul.exceptions.BadRequest, match="missing unit"):
         client.agent.service.register("web", check={"ttl": "10"})
 

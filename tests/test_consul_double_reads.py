@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.consul_double import start
-from tests.consul_fixture import ConsulUnderTest, consul, consul_double, wait_until  # noqa: F401
+from tests.consul_fixture import ConsulUnderTest, wait_until
 
 REG = "/v1/agent/service/register"
 

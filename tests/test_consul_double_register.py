@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.consul_fixture import consul, consul_double, wait_until  # noqa: F401
+from tests.consul_fixture import wait_until
 
 REG = "/v1/agent/service/register"
 

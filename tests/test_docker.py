@@ -17,11 +17,12 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
 
-from tests.consul_fixture import ConsulUnderTest  # the `consul` fixture comes from conftest.py
+from tests.consul_fixture import ConsulUnderTest, wait_until  # `consul` comes from conftest.py
 from tests.docker_support import (
-    IMAGE, Container, DockerError, PtySession, engine_problem, ensure_image, free_port,
-    redis_ping, unique, wait_until,
+    IMAGE, Container, DockerError, engine_problem, ensure_image, redis_ping, unique,
 )
+from tests.support import free_port
+from tests.terminal import PtySession
 
 pytestmark = pytest.mark.docker
 

@@ -1,11 +1,9 @@
 """svcwrap forwards every catchable signal, and SIGTERM/SIGINT stop the child."""
 from __future__ import annotations
 
-import os
 import signal
 from pathlib import Path
 
-import pytest
 
 from tests.support import program, wait_until
 

@@ -41,8 +41,6 @@ Deliberate choices and known deviations:
 """
 from __future__ import annotations
 
-import socket
-import sys
 import threading
 from typing import Iterable, List, Optional
 

@@ -24,7 +24,7 @@ import ipaddress
 import json
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from .decode import CheckType, ServiceDefinition
