@@ -52,6 +52,16 @@ BAD = [
     (["--name", "web", "--token-file", "/nonexistent/token", "--", "true"], {},
      "--token-file: cannot read /nonexistent/token"),
     (["--no-register", "--log-format", "xml", "--", "true"], {}, "--log-format: 'xml' is not text or json"),
+    (["--no-register", "--log-level", "loud", "--", "true"], {}, "--log-level: 'loud' is not debug"),
+    (["--name", "web", "--ready-timeout", "5", "--", "true"], {}, "--ready-timeout: missing unit"),
+    (["--name", "web", "--deregister-after", "-1m", "--", "true"], {}, "--deregister-after: -1m must not"),
+    (["--name", "web", "--drain", "1x", "--", "true"], {}, "--drain: unknown unit"),
+    (["--name", "web", "--check-interval", "0s", "--", "true"], {}, "--check-interval: 0s must be greater"),
+    (["--name", "web", "--ready", "exec:", "--", "true"], {}, "--ready: exec: needs a command"),
+    (["--name", "web", "--ready", "notify:relative.sock", "--", "true"], {}, "@abstract or an absolute path"),
+    (["--name", "web", "--address", "iface:nosuch0", "--", "true"], {}, "no network interface named"),
+    (["--", "true"], {"SVCWRAP_NAME": "web", "SVCWRAP_PORT": "99999"}, "SVCWRAP_PORT: '99999'"),
+    (["--", "true"], {"SVCWRAP_NAME": "web", "SVCWRAP_META": "a=1,b"}, "SVCWRAP_META: 'b' is not KEY=VALUE"),
 ]
 
 
