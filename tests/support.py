@@ -97,9 +97,16 @@ class Wrapped:
         """SIGKILL svcwrap (as PID 1 that ends its whole namespace; killing
         unshare alone would leave svcwrap running) and anything it started."""
         if self.proc.poll() is None:
-            if not self.pid1:
-                for child in self.children():
-                    child.kill()
+            if not self.pid1:  # as PID 1, killing svcwrap ends its whole namespace
+                try:
+                    descendants = psutil.Process(self.pid).children(recursive=True)
+                except psutil.Error:
+                    descendants = []
+                for proc in descendants:
+                    try:
+                        proc.kill()
+                    except psutil.Error:
+                        pass
             for pid in (self.pid, self.proc.pid):
                 try:
                     os.kill(pid, signal.SIGKILL)

@@ -50,11 +50,17 @@ def test_consul_down_mid_life_leaves_the_child_serving_and_passing_again_after(w
 
 
 def test_an_agent_that_forgot_the_service_gets_it_again_within_one_heartbeat(wrap_pid1, svc):
+    double = svc.consul.double
     w = wrap_pid1(*svc.args(ttl="3s"), env=svc.env())  # heartbeat every 1s
     wait_until(svc.is_passing, timeout=10, message="passing")
-    svc.consul.double.forget_everything()
+    double.forget_everything()
+    forgot_at = len(double.requests)
     assert not svc.registered()
-    wait_until(svc.is_passing, timeout=1.0 + 1.0, message="registered again within a heartbeat")
+    wait_until(svc.is_passing, timeout=10, message="registered again")
+    after = [(r.method, r.path.split("/")[3], r.status) for r in double.requests[forgot_at:]
+             if r.method == "PUT"]
+    # The very next heartbeat meets the 404 and registers the whole definition again.
+    assert after[:3] == [("PUT", "check", 404), ("PUT", "service", 200), ("PUT", "check", 200)]
     assert "registering again" in w.stderr_so_far()
 
 

@@ -94,8 +94,9 @@ def test_single_child_sends_signals_to_the_child_alone(wrap, tmp_path):
     w, out = start_recorder(wrap, tmp_path, "--single-child", recorder_args=["--forks", "1"])
     wait_until(lambda: Path(f"{out}.0.ready").exists(), message="forked recorder")
     w.kill(signal.SIGUSR1)
+    wait_until(lambda: received(out) == [signal.SIGUSR1], message="USR1 to the main child")
     w.kill(signal.SIGUSR2)
-    wait_until(lambda: received(out) == [signal.SIGUSR1, signal.SIGUSR2], message="main child")
+    wait_until(lambda: received(out) == [signal.SIGUSR1, signal.SIGUSR2], message="USR2 too")
     assert received(Path(f"{out}.0")) == []
 
 
