@@ -8,17 +8,14 @@ command line wins over its variable. Bad input is one line,
 Parsing is hand-written rather than argparse because it runs before the
 child is spawned: `import argparse` costs more than a bare interpreter start.
 """
-from __future__ import annotations
-
 import os
 import sys
 
 from svcwrap import __version__
 from svcwrap.config import (
     Config, ConsulConfig, HealthConfig, ProbeSpec, Secret, ServiceConfig,
-    SupervisorConfig, default_service_id,
+    SupervisorConfig, default_service_id, format_duration, parse_duration,
 )
-from svcwrap.durations import format_duration, parse_duration
 
 USAGE = "usage: svcwrap [options] [--] COMMAND [ARGS...]"
 

@@ -23,8 +23,6 @@ ConsulDiscovery:
 If svcwrap is SIGKILLed nothing runs: the TTL check goes critical and
 Consul's DeregisterCriticalServiceAfter removes the entry.
 """
-from __future__ import annotations
-
 import os
 
 from svcwrap.config import Config
@@ -108,6 +106,10 @@ class ConsulDiscovery(Discovery):
     # -- the worker thread -------------------------------------------------
     def _work(self) -> None:
         try:
+            # Import everything the rest of the lifecycle needs now, while the
+            # child starts, so none of it lands between READY=1 and passing.
+            import tenacity  # noqa: F401
+
             from svcwrap.registry import Registry
 
             notes = (f"Kept alive by svcwrap (pid {os.getpid()}): passing while the service "
@@ -124,7 +126,7 @@ class ConsulDiscovery(Discovery):
             self.log.error("discovery stopped", error=f"{type(err).__name__}: {err}")
 
     def _wait_ready(self) -> bool:
-        """Poll fast at first (10 ms), backing off to 1 s; or wait for READY=1."""
+        """Poll fast at first (10 ms), backing off to 200 ms; or wait for READY=1."""
         import time
 
         from svcwrap.probes import make_probe
@@ -147,7 +149,7 @@ class ConsulDiscovery(Discovery):
                     break
                 last = result.output
                 self.leaving.wait(delay)
-                delay = min(delay * 1.5, 1.0)
+                delay = min(delay * 1.5, 0.2)
             if limit and time.monotonic() - started >= limit:
                 self.log.error("not ready", waited=f"{limit:g}s", probe=spec.text, last=last)
                 assert self.supervisor is not None

@@ -8,8 +8,6 @@ interleave. The standard `logging` package is not used: it costs more to
 import than svcwrap's whole start-up budget before the child is spawned.
 Never pass a secret here; config.Secret prints itself as <redacted> anyway.
 """
-from __future__ import annotations
-
 import os
 import time
 

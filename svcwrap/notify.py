@@ -4,8 +4,6 @@ Kept apart from probes.py because the socket must exist before the child is
 spawned (Debian's redis-server sends READY=1 about 8 ms after it starts), so
 this module is imported on the start-up path and imports only `socket`.
 """
-from __future__ import annotations
-
 import os
 import socket
 import time

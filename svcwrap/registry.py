@@ -16,8 +16,7 @@ import consul
 import requests
 from consul.callback import CB
 
-from svcwrap.config import ConsulConfig, HealthConfig, ServiceConfig
-from svcwrap.durations import format_duration
+from svcwrap.config import ConsulConfig, HealthConfig, ServiceConfig, format_duration
 
 CALL_TIMEOUT = 2.0   # any one call to the agent (the agent is local: it answers in ms)
 LEAVE_TIMEOUT = 1.0  # deregistration on stop, which holds up the child's stop signal

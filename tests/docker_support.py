@@ -63,8 +63,8 @@ def engine_problem() -> Optional[str]:
 
 def source_hash() -> str:
     """The same hash build-local.sh computes: sha256 over `sha256sum` lines of
-    pyproject.toml and svcwrap/**/*.py, sorted by path."""
-    files = [REPO / "pyproject.toml", *(REPO / "svcwrap").rglob("*.py")]
+    pyproject.toml, bin/svcwrap and svcwrap/**/*.py, sorted by path."""
+    files = [REPO / "pyproject.toml", REPO / "bin" / "svcwrap", *(REPO / "svcwrap").rglob("*.py")]
     rel = sorted(str(p.relative_to(REPO)) for p in files if p.is_file())
     lines = "".join(f"{hashlib.sha256((REPO / r).read_bytes()).hexdigest()}  {r}\n" for r in rel)
     return hashlib.sha256(lines.encode()).hexdigest()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -43,9 +44,16 @@ def test_the_child_starts_with_an_empty_signal_mask(wrap):
     assert int(describe(wrap)["blocked"], 16) == 0
 
 
+def ignore_hup_and_usr1() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+
+
 def test_the_child_starts_with_default_signal_dispositions(wrap):
-    # Python ignores SIGPIPE for itself; grep reading /proc shows what the child inherited.
-    w = wrap("--no-register", "--", "grep", "SigIgn", "/proc/self/status", stdout=subprocess.PIPE)
+    # Python ignores SIGPIPE for itself, and here svcwrap's own parent leaves
+    # HUP and USR1 ignored too; grep reading /proc shows what the child got.
+    w = wrap("--no-register", "--", "grep", "SigIgn", "/proc/self/status", stdout=subprocess.PIPE,
+             preexec_fn=ignore_hup_and_usr1)
     out, _ = w.proc.communicate(timeout=10)
     assert int(out.split()[1], 16) == 0
 

@@ -135,8 +135,9 @@ say "wheelhouse: ${#wheels[@]} wheels: ${wheels[*]##*/} ($(since "$t1"))"
 # ---- 3. final image --------------------------------------------------------------
 t2=$(now)
 # Which svcwrap sources the image holds (tests/docker_support.py computes the same
-# hash and rebuilds a stale image): sha256 of `sha256sum` over pyproject.toml and svcwrap/**.py.
-source_hash=$(cd "$repo" && { echo pyproject.toml; find svcwrap -type f -name '*.py'; } \
+# hash and rebuilds a stale image): sha256 of `sha256sum` over pyproject.toml, bin/svcwrap
+# and svcwrap/**.py.
+source_hash=$(cd "$repo" && { echo pyproject.toml; echo bin/svcwrap; find svcwrap -type f -name '*.py'; } \
               | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
 say "docker build --build-arg BASE_IMAGE=$BASE_TAG -t $IMAGE_TAG"
 # The legacy builder: it needs no buildx plugin and no network.
