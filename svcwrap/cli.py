@@ -1,4 +1,5 @@
-"""Command line and environment -> Config, and the program's entry point.
+"""Command line and environment -> Config, and the program's entry point:
+main() parses, spawns the child, and runs the supervisor (run()).
 
 Every option can also come from SVCWRAP_<OPTION> (dashes become
 underscores; repeatable options take a comma-separated list); a flag on the
@@ -16,6 +17,8 @@ from svcwrap.config import (
     Config, ConsulConfig, HealthConfig, ProbeSpec, Secret, ServiceConfig,
     SupervisorConfig, default_service_id, format_duration, parse_duration,
 )
+from svcwrap.logs import Logger
+from svcwrap.supervisor import Discovery, SpawnError, Supervisor
 
 USAGE = "usage: svcwrap [options] [--] COMMAND [ARGS...]"
 
@@ -424,8 +427,6 @@ def parse(argv: list[str], environ: dict[str, str]) -> tuple[Config, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from svcwrap.logs import Logger
-
     args = sys.argv[1:] if argv is None else argv
     try:
         config, warnings = parse(args, dict(os.environ))
@@ -435,7 +436,37 @@ def main(argv: list[str] | None = None) -> int:
     log = Logger(config.log_format, config.log_level)
     for text in warnings:
         log.warning("config", message=text)
-
-    from svcwrap.lifecycle import run
-
     return run(config, log)
+
+
+def run(config: Config, log: Logger) -> int:
+    """Spawn the child at once, then hand it to the supervisor's main loop,
+    with Consul discovery (lifecycle.py) beside it unless --no-register."""
+    supervisor = Supervisor(config.supervisor, log)
+    supervisor.prepare()
+    environ = config.environ
+    notify = None
+    if config.health.ready.kind == "notify":
+        from svcwrap.notify import NotifySocket
+
+        try:
+            notify = NotifySocket(config.health.ready.socket)
+        except OSError as err:
+            log.error("cannot create notify socket", socket=config.health.ready.socket,
+                      error=err.strerror)
+            return 1
+        environ = dict(environ, NOTIFY_SOCKET=config.health.ready.socket)
+    try:
+        pid = supervisor.spawn(environ)
+    except SpawnError as err:
+        log.error("cannot start child", error=str(err))
+        return err.code
+    # Only now, with the child running, is anything heavy imported.
+    if config.register:
+        from svcwrap.lifecycle import ConsulDiscovery
+
+        discovery: Discovery = ConsulDiscovery(config, log, notify)
+    else:
+        discovery = Discovery()
+    discovery.start(pid, supervisor)
+    return supervisor.run(discovery)

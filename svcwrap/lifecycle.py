@@ -2,11 +2,13 @@
 
     starting -> ready -> registered -> draining -> stopped
 
-The supervisor (main thread) spawns the child at once -- Consul is never
-waited for -- and owns signals, reaping and the stop sequence. Everything
-that may be slow runs on one worker thread: importing the Consul client,
-the readiness probe, registration, heartbeats. The two meet in
-ConsulDiscovery:
+The supervisor (main thread, started by cli.main) spawns the child at
+once -- Consul is never waited for -- and owns signals, reaping and the
+stop sequence. This module is imported only once the child runs.
+Everything that may be slow runs on one worker thread: importing the
+Consul client (the heavy imports below are local to the worker's methods
+for that reason), the readiness probe, registration, heartbeats. The two
+meet in ConsulDiscovery:
 
     supervisor                         worker thread
     ----------                         -------------
@@ -17,49 +19,23 @@ ConsulDiscovery:
     SIGTERM, or the child exits:
     discovery.leave()  -------------> (a short-lived thread) deregister
     ...keeps reaping/forwarding...     has_left() becomes true; wake()
-    drain, stop signal, SIGKILL        
+    drain, stop signal, SIGKILL
     exit with the child's status
 
 If svcwrap is SIGKILLed nothing runs: the TTL check goes critical and
 Consul's DeregisterCriticalServiceAfter removes the entry.
 """
 import os
+import threading
+import time
 
 from svcwrap.config import Config
 from svcwrap.logs import Logger
-from svcwrap.supervisor import Discovery, SpawnError, Supervisor
-
-
-def run(config: Config, log: Logger) -> int:
-    supervisor = Supervisor(config.supervisor, log)
-    supervisor.prepare()
-    environ = config.environ
-    notify = None
-    if config.health.ready.kind == "notify":
-        from svcwrap.notify import NotifySocket
-
-        try:
-            notify = NotifySocket(config.health.ready.socket)
-        except OSError as err:
-            log.error("cannot create notify socket", socket=config.health.ready.socket,
-                      error=err.strerror)
-            return 1
-        environ = dict(environ, NOTIFY_SOCKET=config.health.ready.socket)
-    try:
-        pid = supervisor.spawn(environ)
-    except SpawnError as err:
-        log.error("cannot start child", error=str(err))
-        return err.code
-    # Only now, with the child running, is anything heavy imported.
-    discovery = ConsulDiscovery(config, log, notify) if config.register else Discovery()
-    discovery.start(pid, supervisor)
-    return supervisor.run(discovery)
+from svcwrap.supervisor import Discovery, Supervisor
 
 
 class ConsulDiscovery(Discovery):
     def __init__(self, config: Config, log: Logger, notify) -> None:
-        import threading
-
         from svcwrap.probes import ExitStatuses
         from svcwrap.registry import LEAVE_TIMEOUT
 
@@ -82,19 +58,18 @@ class ConsulDiscovery(Discovery):
         self.registry = None
         self.consul_ok = True
         self.check_status = ""
-        self._threading = threading
 
     # -- called by the supervisor (main thread); each returns at once --------
     def start(self, child_pid: int, supervisor: Supervisor) -> None:
         self.supervisor = supervisor
         supervisor.on_other_reaped = self.statuses.reaped
-        self._threading.Thread(target=self._work, name="svcwrap-consul", daemon=True).start()
+        threading.Thread(target=self._work, name="svcwrap-consul", daemon=True).start()
 
     def leave(self) -> float:
         self.leaving.set()
         drain = self.health.drain if self.state == "registered" else 0.0
         if self.state in ("registering", "registered") and self.registry is not None:
-            self._threading.Thread(target=self._deregister, name="svcwrap-leave",
+            threading.Thread(target=self._deregister, name="svcwrap-leave",
                                    daemon=True).start()
         else:
             self.left.set()
@@ -127,8 +102,6 @@ class ConsulDiscovery(Discovery):
 
     def _wait_ready(self) -> bool:
         """Poll fast at first (10 ms), backing off to 200 ms; or wait for READY=1."""
-        import time
-
         from svcwrap.probes import make_probe
 
         spec = self.health.ready
@@ -208,8 +181,6 @@ class ConsulDiscovery(Discovery):
             self.check_status = status
 
     def _heartbeat(self) -> None:
-        import time
-
         from svcwrap.probes import make_probe
         from svcwrap.registry import ConsulUnavailable, NotRegistered
 
