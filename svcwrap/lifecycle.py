@@ -67,13 +67,14 @@ class ConsulDiscovery(Discovery):
 
     def leave(self) -> float:
         self.leaving.set()
-        drain = self.health.drain if self.state == "registered" else 0.0
+        # "registering" counts too: clients may already see the service
+        # before the worker has noted that the registration succeeded.
         if self.state in ("registering", "registered") and self.registry is not None:
             threading.Thread(target=self._deregister, name="svcwrap-leave",
-                                   daemon=True).start()
-        else:
-            self.left.set()
-        return drain
+                             daemon=True).start()
+            return self.health.drain
+        self.left.set()
+        return 0.0
 
     def has_left(self) -> bool:
         return self.left.is_set()
