@@ -73,8 +73,6 @@ def startup(helper: Path, runs: int) -> list[Result]:
     variants["bare python3"] = UNSHARE + [PYTHON, "-c", first_statement]
     clean_python, clean_svcwrap = clean_venv(helper.parent, PYTHON, Path(SVCWRAP))
     variants["svcwrap, clean venv"] = UNSHARE + [str(clean_svcwrap), "--no-register", "--", h, "stamp"]
-    variants["svcwrap, clean venv, no `import re` launcher"] = UNSHARE + [
-        str(clean_svcwrap.parent / "svcwrap-plain"), "--no-register", "--", h, "stamp"]
     variants["bare python3, clean venv"] = UNSHARE + [str(clean_python), "-c", first_statement]
     clean_env = python_env({"PYTHONPATH": str(REPO)})
     samples: dict[str, list[float]] = {name: [] for name in variants}

@@ -42,8 +42,7 @@ def clean_venv(out_dir: Path, python: str, console_script: Path) -> tuple[Path, 
 
     With PYTHONPATH=<repo> this is svcwrap as a wheel install runs it (as in the Docker image):
     the development venv's editable install adds a .pth import hook that every interpreter
-    start there pays for, svcwrap or not. Returns (python, svcwrap script); beside the script
-    is svcwrap-plain, the same entry point without pip's template (which imports `re`)."""
+    start there pays for, svcwrap or not. Returns (python, svcwrap script)."""
     venv = out_dir / "venv-clean"
     clean_python = venv / "bin" / "python"
     if not clean_python.exists():
@@ -52,10 +51,6 @@ def clean_venv(out_dir: Path, python: str, console_script: Path) -> tuple[Path, 
     lines = console_script.read_text().splitlines(keepends=True)
     script.write_text(f"#!{clean_python}\n" + "".join(lines[1:]))
     script.chmod(0o755)
-    # The same entry point without the console-script template's `import re`.
-    plain = venv / "bin" / "svcwrap-plain"
-    plain.write_text(f"#!{clean_python}\nimport sys\nfrom svcwrap.cli import main\nsys.exit(main())\n")
-    plain.chmod(0o755)
     return clean_python, script
 
 
