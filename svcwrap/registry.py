@@ -104,12 +104,22 @@ class Registry:
         try:
             return method(*args, **kwargs)
         except requests.RequestException as err:
-            raise ConsulUnavailable(f"cannot reach Consul at {self.url}: "
-                                    f"{type(err).__name__}") from None
+            raise ConsulUnavailable(f"cannot reach Consul at {self.url}: {why(err)}") from None
         except consul.ConsulException as err:
             # py-consul's messages are "<status> <agent's plain-text body>".
             text = " ".join(str(err).split())[:300]
             raise ConsulUnavailable(f"Consul at {self.url} answered {text}") from None
+
+
+def why(err: requests.RequestException) -> str:
+    """A short reason for a failed call: requests' own messages run to
+    several hundred characters of connection-pool detail."""
+    text = str(err)
+    for reason in ("Connection refused", "timed out", "Name or service not known",
+                   "No route to host", "Connection reset", "certificate verify failed"):
+        if reason in text:
+            return f"{type(err).__name__} ({reason})"
+    return type(err).__name__
 
 
 class ServerNameAdapter(requests.adapters.HTTPAdapter):

@@ -32,6 +32,7 @@ def test_consul_down_at_start_registers_the_service_once_it_is_up(wrap_pid1, svc
     wait_until(lambda: serving(svc), timeout=10,
                message="the child serves while Consul is down")
     wait_until(lambda: "consul unavailable" in w.stderr_so_far(), message="logged")
+    assert "Connection refused" in w.stderr_so_far()
     double.refuse_connections(False)
     wait_until(svc.is_passing, timeout=10, message="registered once Consul is up")
 
