@@ -94,12 +94,21 @@ class ConsulDiscovery(Discovery):
             self.registry = Registry(self.config.consul, self.service, self.health, notes)
             if not self._wait_ready():
                 return
-            self.state = "ready"
-            if not self._register():
-                return
-            self._heartbeat()
         except Exception as err:  # never take the service down with us
             self.log.error("discovery stopped", error=f"{type(err).__name__}: {err}")
+            return
+        self.state = "ready"
+        while not self.leaving.is_set():
+            try:
+                if self._register():
+                    self._heartbeat()
+                return
+            except Exception as err:
+                # A bug or a surprise from the agent must not end the
+                # heartbeats for good: the TTL would expire on a live service.
+                self.log.error("discovery failed, starting over",
+                               error=f"{type(err).__name__}: {err}")
+                self.leaving.wait(1.0)
 
     def _wait_ready(self) -> bool:
         """Poll fast at first (10 ms), backing off to 200 ms; or wait for READY=1."""
@@ -134,7 +143,7 @@ class ConsulDiscovery(Discovery):
         self.log.info("ready", probe=spec.text, after=f"{(time.monotonic() - started) * 1000:.0f}ms")
         return True
 
-    def _retrying(self, give_up_after: float | None):
+    def _retrying(self, give_up_after: float | None, also: tuple = ()):
         """tenacity's exponential backoff with jitter, interrupted by leave()."""
         from tenacity import (Retrying, retry_if_exception_type, stop_after_delay,
                               stop_when_event_set, wait_random_exponential)
@@ -144,7 +153,7 @@ class ConsulDiscovery(Discovery):
         stop = stop_when_event_set(self.leaving)
         if give_up_after is not None:
             stop = stop | stop_after_delay(give_up_after)
-        return Retrying(stop=stop, retry=retry_if_exception_type(ConsulUnavailable),
+        return Retrying(stop=stop, retry=retry_if_exception_type((ConsulUnavailable, *also)),
                         wait=wait_random_exponential(multiplier=0.05,
                                                      max=min(5.0, self.health.ttl / 2)),
                         sleep=self.leaving.wait, before_sleep=self._consul_failed,
@@ -153,14 +162,16 @@ class ConsulDiscovery(Discovery):
     def _register(self) -> bool:
         """Register and report passing, retrying until done or leaving."""
         from svcwrap.probes import PASSING
-        from svcwrap.registry import ConsulUnavailable
+        from svcwrap.registry import ConsulUnavailable, NotRegistered
 
         self.state = "registering"
         try:
-            for attempt in self._retrying(None):
+            # NotRegistered too: the agent may forget us between the register
+            # call and the status update that follows it.
+            for attempt in self._retrying(None, also=(NotRegistered,)):
                 with attempt:
                     self._register_now(PASSING, "service is ready")
-        except ConsulUnavailable:
+        except (ConsulUnavailable, NotRegistered):
             return False  # only when leaving
         if self.leaving.is_set():
             return False  # leave() came first; it deregisters (under the lock)
@@ -222,9 +233,14 @@ class ConsulDiscovery(Discovery):
 
     def _consul_failed(self, retry_state) -> None:
         """Log the first failure of a run of them, not every retry."""
-        if self.consul_ok:
+        from svcwrap.registry import NotRegistered
+
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(error, NotRegistered):
+            self.log.warning("agent does not know the service, registering again",
+                             id=self.service.id)
+        elif self.consul_ok:
             self.consul_ok = False
-            error = retry_state.outcome.exception() if retry_state.outcome else None
             self.log.warning("consul unavailable, retrying", error=str(error))
 
     def _consul_back(self) -> None:

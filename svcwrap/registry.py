@@ -73,10 +73,13 @@ class Registry:
         })
         if self.health.deregister_after > 0:
             check["DeregisterCriticalServiceAfter"] = format_duration(self.health.deregister_after)
-        self._call(self.client.agent.service.register, name=self.service.name,
-                   service_id=self.service.id, address=self.address, port=self.service.port,
-                   tags=self.service.tags, meta=self.service.meta or None, check=check,
-                   replace_existing_checks=True)
+        done = self._call(self.client.agent.service.register, name=self.service.name,
+                          service_id=self.service.id, address=self.address,
+                          port=self.service.port, tags=self.service.tags,
+                          meta=self.service.meta or None, check=check,
+                          replace_existing_checks=True)
+        if not done:  # py-consul turns a 404 into False: not an agent we understand
+            raise ConsulUnavailable(f"Consul at {self.url} answered 404 to the registration")
 
     def update(self, status: str, output: str) -> None:
         """PUT /v1/agent/check/update/:id (py-consul has no wrapper for it)."""

@@ -58,8 +58,13 @@ def test_an_agent_that_forgot_the_service_gets_it_again_within_one_heartbeat(wra
     forgot_at = len(double.requests)
     assert not svc.registered()
     wait_until(svc.is_passing, timeout=10, message="registered again")
-    after = [(r.method, r.path.split("/")[3], r.status) for r in double.requests[forgot_at:]
-             if r.method == "PUT"]
+
+    def puts_since_forgetting():
+        return [(r.method, r.path.split("/")[3], r.status) for r in double.requests[forgot_at:]
+                if r.method == "PUT"]
+
+    after = wait_until(lambda: len(puts_since_forgetting()) >= 3 and puts_since_forgetting(),
+                       message="the status update after registering again")
     # The very next heartbeat meets the 404 and registers the whole definition again.
     assert after[:3] == [("PUT", "check", 404), ("PUT", "service", 200), ("PUT", "check", 200)]
     assert "registering again" in w.stderr_so_far()
