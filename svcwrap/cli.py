@@ -421,7 +421,6 @@ def parse(argv: list[str], environ: dict[str, str]) -> tuple[Config, list[str]]:
             address=parse_address(src.value("--address") or "auto", src.where("--address")),
         )
         consul = parse_consul(src, environ)
-    environ = dict(environ)
     return Config(register, supervisor, service, health, consul, log_format, log_level,
                   environ), warnings
 

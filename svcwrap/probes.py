@@ -17,6 +17,7 @@ import urllib.parse
 from typing import Callable
 
 from svcwrap.config import ProbeSpec
+from svcwrap.supervisor import CATCHABLE
 
 PASSING, WARNING, CRITICAL = "passing", "warning", "critical"
 OUTPUT_LIMIT = 4096  # Consul keeps no more of a check's output than this
@@ -84,7 +85,7 @@ class ExitStatuses:
                 setsid=True,
                 # This thread blocks every signal (see supervisor.py) and Python
                 # ignores SIGPIPE: the probe must start with neither.
-                setsigmask=(), setsigdef=signal_set())
+                setsigmask=(), setsigdef=CATCHABLE)
         finally:
             os.close(out_w)
         output = b""
@@ -116,12 +117,6 @@ class ExitStatuses:
             return None, text
         code = os.waitstatus_to_exitcode(status)
         return (code if code >= 0 else 128 - code), text
-
-
-def signal_set() -> list[int]:
-    import signal
-
-    return [s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)]
 
 
 def tcp(host: str, port: int, timeout: float) -> Result:

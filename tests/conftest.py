@@ -6,6 +6,7 @@ from typing import Callable, Iterator
 import pytest
 
 from tests.consul_fixture import *  # noqa: F401,F403 (the consul fixtures)
+from tests.lifecycle_support import Service
 from tests.support import Wrapped, skip_unless_pid1
 
 Launcher = Callable[..., Wrapped]
@@ -49,3 +50,9 @@ def wrap_pid1() -> Iterator[Launcher]:
     skip_unless_pid1()
     with launcher(True) as start:
         yield start
+
+
+@pytest.fixture
+def svc(consul, tmp_path) -> Service:
+    """A wrapped test service with its own name, ID and port, for the Consul under test."""
+    return Service(consul, tmp_path)

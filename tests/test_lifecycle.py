@@ -9,15 +9,8 @@ import json
 import signal
 import time
 
-import pytest
 
-from tests.lifecycle_support import Service
 from tests.support import assert_stays_false, wait_until
-
-
-@pytest.fixture
-def svc(consul, tmp_path) -> Service:
-    return Service(consul, tmp_path)
 
 
 def test_a_ready_service_is_registered_with_a_passing_ttl_check(wrap_pid1, svc):

@@ -7,13 +7,7 @@ import socket
 
 import pytest
 
-from tests.lifecycle_support import Service
 from tests.support import assert_stays_false, wait_until
-
-
-@pytest.fixture
-def svc(consul, tmp_path) -> Service:
-    return Service(consul, tmp_path)
 
 
 def assert_registered_only_after_gate(wrap_pid1, svc, *ready: str, child_args=(), gate=None):
