@@ -42,9 +42,11 @@ Deliberate choices and known deviations:
 from __future__ import annotations
 
 import threading
-from typing import Iterable, List, Optional
+import time
+from typing import Callable, Iterable, List, Optional, Union
 
 from .http import Agent, DoubleHTTPServer, RequestRecord
+from .keyacl import parse_tokens
 from .state import AgentState
 
 __all__ = ["start", "DoubleHandle", "RequestRecord"]
@@ -146,6 +148,23 @@ class DoubleHandle:
         """Answer every request with ``status`` and a text ``body``; ``None`` turns it off."""
         self._agent.failure = None if status is None else (int(status), body)
 
+    # ---------------------------------------------------------------- KV store (§16)
+    def put_key(self, key: str, value: Union[bytes, str] = b"", flags: int = 0) -> int:
+        """Write a key as a plain PUT would, bypassing HTTP and ACLs; returns its ModifyIndex."""
+        st = self._agent.state
+        with st.lock:
+            st.kv.put(key, value.encode() if isinstance(value, str) else bytes(value), flags)
+            return st.kv.entries[key].modify_index
+
+    def delete_key(self, key: str, recurse: bool = False) -> None:
+        """Delete a key (or, with ``recurse``, every key starting with it), leaving tombstones."""
+        st = self._agent.state
+        with st.lock:
+            if recurse:
+                st.kv.delete_tree(key)
+            else:
+                st.kv.delete(key)
+
 
 def start(
     host: str = "127.0.0.1",
@@ -158,16 +177,23 @@ def start(
     node_name: str = "double-node",
     datacenter: str = "dc1",
     check_update_interval: float = 300.0,
+    kv_max_value_size: int = 512 * 1024,
+    clock: Callable[[], float] = time.monotonic,
 ) -> DoubleHandle:
     """Start a double on ``host:port`` (0 = any free port) and return its handle.
 
     Defaults are Consul's: ``check_deregister_interval_min`` 1m (``dcsa_min``),
-    ``check_reap_interval`` 30s, ``check_output_max_size`` 4096, ``check_update_interval`` 5m.
+    ``check_reap_interval`` 30s, ``check_output_max_size`` 4096, ``check_update_interval`` 5m,
+    ``limits.kv_max_value_size`` 512 KiB. ``acl_tokens`` are ``SECRET`` (allowed everything) or
+    ``SECRET=RULES`` (only the key rules ``key:PREFIX``/``key-read:PREFIX``, see ``keyacl.py``);
+    a bad rule is a ValueError. ``clock`` (monotonic seconds) drives TTLs, the reaper and blocking
+    ``wait``; after moving an injected clock on, call ``handle.state.clock_moved()``.
     """
+    full_tokens, key_tokens = parse_tokens(acl_tokens)
     state = AgentState(dcsa_min=dcsa_min, reap_interval=reap_interval, output_max_size=output_max_size,
                        check_update_interval=check_update_interval, node_name=node_name,
-                       datacenter=datacenter)
-    agent = Agent(state, frozenset(t for t in acl_tokens if t), legacy)
+                       datacenter=datacenter, clock=clock)
+    agent = Agent(state, full_tokens, legacy, key_tokens=key_tokens, kv_max_value_size=kv_max_value_size)
     try:
         return DoubleHandle(agent, host, port)
     except BaseException:

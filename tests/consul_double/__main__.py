@@ -9,6 +9,7 @@ from typing import List, Optional
 
 from . import STANDIN_NOTICE, start
 from .durations import SECOND, DurationError, parse_duration
+from .keyacl import parse_tokens
 
 
 def _duration(text: str) -> float:
@@ -16,6 +17,14 @@ def _duration(text: str) -> float:
         return parse_duration(text) / SECOND
     except DurationError as exc:
         raise argparse.ArgumentTypeError(str(exc))
+
+
+def _token(text: str) -> str:
+    try:
+        parse_tokens([text])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
+    return text
 
 
 def _addr(text: str) -> tuple:
@@ -36,8 +45,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--check-update-interval", type=_duration, default=300.0, metavar="DUR",
                    help="check_update_interval for deferred output sync (default 5m; 0 = immediate)")
     p.add_argument("--output-max-size", type=int, default=4096)
-    p.add_argument("--acl-token", action="append", default=[], metavar="SECRET",
-                   help="enable ACLs (default deny) and accept this token with full rights; repeatable")
+    p.add_argument("--acl-token", action="append", default=[], metavar="SECRET[=RULES]", type=_token,
+                   help="enable ACLs (default deny) and accept this token: with full rights, or limited to "
+                        "RULES, a comma-separated list of key:PREFIX (read+write) and key-read:PREFIX; "
+                        "repeatable")
     p.add_argument("--legacy", action="store_true", help="answer unknown IDs like Consul <= 1.10")
     p.add_argument("--node-name", default="double-node")
     p.add_argument("--datacenter", default="dc1")

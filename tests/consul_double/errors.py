@@ -20,10 +20,10 @@ def bad_request(text: str) -> APIError:
     return APIError(400, text)
 
 
-def permission_denied(permission: str, resource: str) -> APIError:
-    """acl.PermissionDeniedError for the anonymous token (default policy deny)."""
+def permission_denied(permission: str, resource: str, accessor: str = ANONYMOUS_ACCESSOR) -> APIError:
+    """acl.PermissionDeniedError, by default for the anonymous token (default policy deny)."""
     return APIError(403, "Permission denied: token with AccessorID '%s' lacks permission '%s' on \"%s\""
-                    % (ANONYMOUS_ACCESSOR, permission, resource))
+                    % (accessor, permission, resource))
 
 
 ACL_NOT_FOUND = "ACL not found"

@@ -17,10 +17,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import views
+from . import catalog_http, kv_http, views
 from .decode import DecodeError, decode_check_update, decode_service_definition
 from .durations import DurationError, SECOND, parse_duration
-from .errors import ACL_NOT_FOUND, APIError, bad_request, permission_denied
+from .errors import ACL_NOT_FOUND, ANONYMOUS_ACCESSOR, APIError, bad_request, permission_denied
+from .keyacl import KeyRules, accessor_id
 from .state import NODE_ADDRESS, VALID_STATUSES, AgentState
 
 DEFAULT_WAIT = 300.0  # §11: default 5m
@@ -74,22 +75,41 @@ def text_response(status: int, text: str, headers: Optional[Dict[str, str]] = No
 
 
 class Authz:
-    """Either full rights (a listed token, or ACLs disabled) or anonymous under default deny."""
+    """Either full rights (a listed token, or ACLs disabled) or anonymous under default deny, or a
+    token limited to its key rules (§16.9), which has no other rights."""
 
-    def __init__(self, allow: bool) -> None:
+    def __init__(self, allow: bool, keys: Optional[KeyRules] = None, accessor: str = ANONYMOUS_ACCESSOR) -> None:
         self.allow = allow
+        self.keys = keys
+        self.accessor = accessor
 
     def require(self, permission: str, resource: str) -> None:
         if not self.allow:
-            raise permission_denied(permission, resource)
+            raise permission_denied(permission, resource, self.accessor)
+
+    def key_read(self, key: str) -> bool:
+        return self.allow or (self.keys is not None and self.keys.can_read(key))
+
+    def key_write(self, key: str) -> bool:
+        return self.allow or (self.keys is not None and self.keys.can_write(key))
+
+    def key_write_prefix(self, prefix: str) -> bool:
+        return self.allow or (self.keys is not None and self.keys.can_write_prefix(prefix))
+
+    def require_key(self, allowed: bool, permission: str, key: str) -> None:
+        if not allowed:
+            raise permission_denied(permission, key, self.accessor)
 
 
 class Agent:
     """Configuration plus runtime knobs shared by the server threads."""
 
-    def __init__(self, state: AgentState, acl_tokens: FrozenSet[str], legacy: bool) -> None:
+    def __init__(self, state: AgentState, acl_tokens: FrozenSet[str], legacy: bool,
+                 key_tokens: Optional[Dict[str, KeyRules]] = None, kv_max_value_size: int = 512 * 1024) -> None:
         self.state = state
         self.acl_tokens = acl_tokens
+        self.key_tokens = dict(key_tokens or {})  # limited tokens: secret -> key rules (§16.9)
+        self.kv_max_value_size = kv_max_value_size  # limits.kv_max_value_size (§16.5)
         self.legacy = legacy
         self._lock = threading.Lock()
         self._records: List[RequestRecord] = []
@@ -99,7 +119,7 @@ class Agent:
 
     @property
     def acl_enabled(self) -> bool:
-        return bool(self.acl_tokens)
+        return bool(self.acl_tokens or self.key_tokens)
 
     # request log
     def record(self, rec: RequestRecord) -> None:
@@ -140,6 +160,8 @@ class Agent:
             return Authz(False)
         if token in self.acl_tokens:
             return Authz(True)
+        if token in self.key_tokens:
+            return Authz(False, self.key_tokens[token], accessor_id(token))
         raise APIError(403, ACL_NOT_FOUND)
 
 
@@ -170,6 +192,7 @@ class Request:
     body: bytes
     token: Optional[str]
     suffix: str = ""  # the path after a prefix route
+    raw_query: str = ""  # the query string as sent (for redirects)
 
     def q(self, key: str, default: str = "") -> str:
         return self.query.get(key, [default])[0]
@@ -208,9 +231,15 @@ class Routes:
             ("/v1/health/checks/", True, ("GET",), Routes.health_checks),
             ("/v1/catalog/service/", True, ("GET",), Routes.catalog_service),
             ("/v1/status/leader", False, ("GET",), Routes.status_leader),
+            ("/v1/catalog/services", False, ("GET",), catalog_http.catalog_services),
+            ("/v1/kv/", True, ("GET", "PUT", "DELETE"), kv_http.kv_endpoint),
         ]
 
     def dispatch(self, req: Request) -> Response:
+        cleaned = clean_path(req.path)
+        if cleaned != req.path:  # Go's ServeMux (§16.7): 301 to the cleaned path, query kept
+            location = cleaned + ("?" + req.raw_query if req.raw_query else "")
+            return Response(301, b"", None, {"Location": location})
         best = None
         for path, prefix, methods, handler in self.table:
             if (not prefix and req.path == path) or (prefix and req.path.startswith(path)):
@@ -555,6 +584,23 @@ class Routes:
         return json_response("%s:8300" % NODE_ADDRESS)
 
 
+def clean_path(path: str) -> str:
+    """Go's net/http cleanPath: path.Clean, keeping a trailing slash."""
+    out: List[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if out:
+                out.pop()
+            continue
+        out.append(part)
+    cleaned = "/" + "/".join(out)
+    if path.endswith("/") and cleaned != "/":
+        cleaned += "/"
+    return cleaned
+
+
 def validate_meta(meta: Dict[str, str]) -> Optional[str]:
     """structs.ValidateServiceMetadata (§2.1)."""
     if len(meta) > 64:
@@ -632,7 +678,7 @@ class DoubleRequestHandler(BaseHTTPRequestHandler):
         else:
             try:
                 resp = self.server.routes.dispatch(
-                    Request(self.command, path, query, body, token))
+                    Request(self.command, path, query, body, token, raw_query=split.query))
             except APIError as exc:
                 resp = text_response(exc.status, exc.text, exc.headers)
             except Exception as exc:  # pragma: no cover - a bug in the double, reported like Consul

@@ -16,6 +16,11 @@ Modelled after the reference (``/work/shared/consul-agent-api.md``):
 * §11 a raft-like ``index`` that grows on every catalog-visible change (service definition,
   check status, synced output, additions and removals). Idempotent writes do not bump it, like
   Consul's state store which skips unchanged entries.
+* §16.8 one raft counter (``index``) shared by the catalog and the KV store (``kv``, see
+  ``kv.py``); each query reports its own tables' index: ``catalog_index`` (the last catalog write,
+  what health/catalog queries for an unknown name report), ``services_index`` (the services table:
+  moves only when a service instance is added, removed or changed, §10 catalog/services) and
+  the KV store's own table index. A KV write never moves a catalog index and the other way round.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from .decode import CheckType, ServiceDefinition
 from .durations import SECOND, format_duration
+from .kv import KVStore
 
 PASSING = "passing"
 WARNING = "warning"
@@ -142,6 +148,10 @@ class AgentState:
         self.services: Dict[str, Service] = {}
         self.checks: Dict[str, Check] = {}  # service checks and node maintenance; not serfHealth
         self.index = SERF_CREATE_INDEX
+        self.catalog_index = SERF_CREATE_INDEX  # last catalog write (health/catalog tables)
+        self.services_index = SERF_CREATE_INDEX  # services table only (§10 catalog/services)
+        self.blocking_queries = 0  # blocked readers right now (Consul's rpc.queries_blocking)
+        self.kv = KVStore(self)
         self.name_index: Dict[str, int] = {}
         self._synced: Dict[SyncKey, Tuple[Optional[str], Any]] = {}
         self._next_reap = clock() + reap_interval
@@ -383,6 +393,9 @@ class AgentState:
         if not dirty:
             return
         self.index += 1
+        self.catalog_index = self.index
+        if any(key[0] == "svc" for key, _, _ in dirty):
+            self.services_index = self.index
         touched: Set[Optional[str]] = set()
         node_changed = False
         for key, old, cur in dirty:
@@ -408,8 +421,49 @@ class AgentState:
         """X-Consul-Index of health/catalog queries for ``name`` (§11)."""
         with self.lock:
             if any(s.name == name for s in self.services.values()):
-                return max(self.name_index.get(name, self.index), 1)
-            return max(self.index, 1)
+                return max(self.name_index.get(name, self.catalog_index), 1)
+            return max(self.catalog_index, 1)
+
+    def raft_apply(self) -> int:
+        """Take the next number of the one raft counter (§16.8); call with the lock held."""
+        self.index += 1
+        return self.index
+
+    def clock_moved(self) -> None:
+        """Wake every waiter to re-read an injected clock that was moved on (tests)."""
+        with self.lock:
+            self._wake.notify_all()
+            self.changed.notify_all()
+
+    def block_query(self, run: Callable[[], Tuple[int, bool, Any]], min_index: int, wait: float,
+                    not_found_floor: bool = False) -> Tuple[int, bool, Any]:
+        """blockingquery.Query (§11, §16.8): re-run ``run`` until its index exceeds ``min_index``
+        or ``wait`` runs out, and return its last ``(index, found, result)``.
+
+        With ``not_found_floor`` (Consul 1.12+ ``errNotFound``), a pass that finds nothing after an
+        earlier pass that also found nothing takes the index it sees as the new floor, so writes
+        elsewhere do not answer a reader of a missing key.
+        """
+        deadline = self.clock() + wait
+        with self.lock:
+            not_found = False
+            blocking = min_index > 0
+            self.blocking_queries += blocking
+            try:
+                while True:
+                    result = run()
+                    if not_found_floor and not result[1]:
+                        if not_found:
+                            min_index = result[0]
+                        not_found = True
+                    if not blocking or result[0] > min_index or self._closed:
+                        return result
+                    remaining = deadline - self.clock()
+                    if remaining <= 0:
+                        return result
+                    self.changed.wait(remaining)
+            finally:
+                self.blocking_queries -= blocking
 
     def block(self, current_index: Callable[[], int], min_index: int, wait: float) -> None:
         """Blocking query: wait until ``current_index() > min_index`` or ``wait`` elapses."""
