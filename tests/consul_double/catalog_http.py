@@ -1,4 +1,4 @@
-"""GET /v1/catalog/services[?node-meta=k:v][&index=&wait=] (reference §10, §11).
+"""GET /v1/catalog/services[?node-meta=k:v][&filter=][&index=&wait=] (reference §10, §11).
 
 An object mapping each service name to the union of its instances' tags (exact, case-sensitive,
 each tag once, in first-seen order: Consul's order is unspecified). ``X-Consul-Index`` is the
@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Dict, List, Tuple
 
-from . import http as agent_http
+from . import http as agent_http, views
 from .query_meta import meta_headers, parse_query_options
 from .state import NODE_CREATE_INDEX
-from .views import node_meta
 
 if TYPE_CHECKING:  # pragma: no cover
     from .http import Request, Response, Routes
@@ -29,19 +28,21 @@ def parse_node_meta(values: List[str]) -> Dict[str, str]:
 
 def catalog_services(routes: "Routes", req: "Request") -> "Response":
     mode, min_index, wait = parse_query_options(routes, req)
+    agent_http.request_filter(req)
     authz = routes.agent.resolve(req.token)
     wanted = parse_node_meta(req.query.get("node-meta", []))
     st = routes.st
 
     def run() -> Tuple[int, bool, Tuple[Dict[str, List[str]], bool]]:
         index = max(st.services_index, NODE_CREATE_INDEX) if wanted else st.services_index
-        meta = node_meta()
-        if any(meta.get(k) != v for k, v in wanted.items()):
-            return index, True, ({}, False)
         names: Dict[str, List[str]] = {}
-        for s in sorted(st.services.values(), key=lambda s: s.id):
-            tags = names.setdefault(s.name, [])
-            tags.extend(t for t in dict.fromkeys(s.tags) if t not in tags)
+        for name in dict.fromkeys(s.name for s in sorted(st.services.values(), key=lambda s: s.id)):
+            # ?filter runs over each instance (a ServiceNode) before grouping by name (§10).
+            for e in agent_http.apply_filter(req, views.catalog_entries(st, name)):
+                if not agent_http.on_matching_node(req, e["NodeMeta"]):
+                    continue
+                tags = names.setdefault(name, [])
+                tags.extend(t for t in dict.fromkeys(e["ServiceTags"]) if t not in tags)
         visible = {n: t for n, t in names.items() if authz.allow}
         return index, True, (visible, len(visible) != len(names))
 

@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import catalog_http, kv_http, views
+from .bexpr import FilterError, compile_filter
 from .decode import DecodeError, decode_check_update, decode_service_definition
 from .durations import DurationError, SECOND, parse_duration
 from .errors import ACL_NOT_FOUND, ANONYMOUS_ACCESSOR, APIError, bad_request, permission_denied
@@ -545,13 +546,15 @@ class Routes:
                     passing = True if raw == "" else go_parse_bool(raw)
                 except ValueError:
                     raise bad_request("Invalid value for ?passing")
+            request_filter(req)
 
         tags = req.query.get("tag", [])
 
         def build() -> List[Dict[str, Any]]:
-            entries = views.health_entries(self.st, name)
+            entries = apply_filter(req, views.health_entries(self.st, name))  # before ?passing (§10)
+            entries = [e for e in entries if on_matching_node(req, e["Node"]["Meta"])]
             if tags:
-                entries = [e for e in entries if all(t in e["Service"]["Tags"] for t in tags)]
+                entries = [e for e in entries if has_every_tag(e["Service"]["Tags"], tags)]
             if passing:
                 entries = [e for e in entries if all(c["Status"] == "passing" for c in e["Checks"])]
             return entries
@@ -573,15 +576,49 @@ class Routes:
         tags = req.query.get("tag", [])
 
         def build() -> List[Dict[str, Any]]:
-            entries = views.catalog_entries(self.st, name)
+            entries = apply_filter(req, views.catalog_entries(self.st, name))
+            entries = [e for e in entries if on_matching_node(req, e["NodeMeta"])]
             if tags:
-                entries = [e for e in entries if all(t in e["ServiceTags"] for t in tags)]
+                entries = [e for e in entries if has_every_tag(e["ServiceTags"], tags)]
             return entries
 
-        return self._blocking_read(req, name, build)
+        return self._blocking_read(req, name, build, lambda: request_filter(req))
 
     def status_leader(self, req: Request) -> Response:
         return json_response("%s:8300" % NODE_ADDRESS)
+
+
+def request_filter(req: Request) -> Optional[Callable[[Any], bool]]:
+    """``?filter=`` compiled (§10), or None; a bad expression is 500, as Consul answers it."""
+    text = req.q("filter")
+    if not text:
+        return None
+    try:
+        return compile_filter(text)
+    except FilterError as exc:
+        raise APIError(500, "Failed to create boolean expression evaluator: %s" % exc)
+
+
+def apply_filter(req: Request, entries: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    pred = request_filter(req)
+    if pred is None:
+        return entries
+    try:
+        return [e for e in entries if pred(e)]
+    except FilterError as exc:
+        raise APIError(500, "Failed to create boolean expression evaluator: %s" % exc)
+
+
+def on_matching_node(req: Request, node_meta: Dict[str, str]) -> bool:
+    """``?node-meta=key:value`` (repeatable): the node's meta has every given pair (§10)."""
+    wanted = catalog_http.parse_node_meta(req.query.get("node-meta", []))
+    return all(node_meta.get(k) == v for k, v in wanted.items())
+
+
+def has_every_tag(have: List[str], wanted: List[str]) -> bool:
+    """serviceTagsFilter (§10): every wanted tag (AND), compared case-insensitively; "" matches none."""
+    lower = {t.lower() for t in have}
+    return all(t.lower() in lower for t in wanted)
 
 
 def clean_path(path: str) -> str:

@@ -71,11 +71,6 @@ def _node_meta() -> Dict[str, str]:
     return {"consul-network-segment": "", "consul-version": VERSION}
 
 
-def node_meta() -> Dict[str, str]:
-    """The node's meta, as ``?node-meta`` filters see it."""
-    return _node_meta()
-
-
 def node_json(st: AgentState) -> Dict[str, Any]:
     return {"ID": NODE_ID, "Node": st.node_name, "Address": NODE_ADDRESS, "Datacenter": st.datacenter,
             "TaggedAddresses": _node_tagged(), "Meta": _node_meta(),
