@@ -687,6 +687,50 @@ def test_a_bad_max_stale_is_400(kv):
     assert (status, raw) == (400, b'Invalid max_stale value "soon"')
 
 
+def test_without_a_leader_a_default_read_is_500_no_cluster_leader(kv_double):
+    """§16.10: the default read is forwarded to the leader; with none: 500 No cluster leader."""
+    kv_double.put("k", b"v")
+    kv_double.cut.double.lose_leader()
+    assert kv_double.get("k")[::2] == (500, b"No cluster leader")
+
+
+def test_without_a_leader_a_stale_read_still_works(kv_double):
+    """§16.10: ?stale is answered from the server's own copy: KnownLeader false."""
+    kv_double.put("k", b"v")
+    kv_double.cut.double.lose_leader()
+    status, headers, raw = kv_double.get("k", "?stale&raw")
+    assert (status, raw, headers["X-Consul-KnownLeader"]) == (200, b"v", "false")
+
+
+def test_without_a_leader_last_contact_keeps_growing(clocked):
+    """§16.10: X-Consul-LastContact is the milliseconds since the leader was last heard."""
+    clocked.double.lose_leader()
+    clocked.clock.advance(2.5)
+    assert clocked.kv.get("k", "?stale")[1]["X-Consul-LastContact"] == "2500"
+
+
+def test_without_a_leader_a_write_is_500_and_writes_nothing(kv_double):
+    """§16.5: the raft write needs a leader; writes ignore ?stale."""
+    kv_double.cut.double.lose_leader()
+    assert kv_double.put("k", b"v", "?stale") == (500, "No cluster leader")
+    kv_double.cut.double.lose_leader(False)
+    assert kv_double.get("k")[0] == 404
+
+
+def test_without_a_leader_status_leader_is_an_empty_string(consul_double):
+    """§10: /v1/status/leader is "" when there is no leader."""
+    consul_double.double.lose_leader()
+    assert consul_double.get("/v1/status/leader") == (200, "")
+
+
+def test_without_a_leader_the_agent_still_accepts_registrations(consul_double):
+    """§10: agent-local endpoints keep working; health reads need ?stale."""
+    consul_double.double.lose_leader()
+    register(consul_double, "web-1", "web")
+    assert consul_double.get("/v1/health/service/web")[0] == 500
+    assert len(consul_double.get("/v1/health/service/web?stale")[1]) == 1
+
+
 # ---------------------------------------------------------------- handle API
 def test_the_handle_puts_a_key_that_http_reads(kv_double):
     """Handle API: put_key writes like a plain PUT and returns the ModifyIndex."""

@@ -20,6 +20,20 @@ status/leader, 405 + ``Allow`` and OPTIONS, ACL tokens (``?token=``, ``X-Consul-
 ``Authorization: Bearer``) with a default-deny anonymous token, and a ``legacy`` switch for the
 ≤1.10 answers to unknown service/check IDs.
 
+The KV store (§16, ``kv.py``, ``kv_http.py``): GET (one key, ``?recurse``, ``?keys`` with
+``?separator``/``?seperator``, ``?raw``), PUT (``?flags``, ``?cas``, no-op writes, the 413 size
+limit ``kv_max_value_size``), DELETE (``?recurse``, ``?cas``), tombstones, blocking reads with the
+1.12+ ``errNotFound`` rule for missing keys (``legacy`` selects the older rule), the consistency
+headers and errors (§16.10), and key ACLs: a token given as ``SECRET=RULES`` (``keyacl.py``) may
+only read/write the keys its rules allow (403 on single keys, ``?recurse``/``?keys`` filtered with
+``X-Consul-Results-Filtered-By-ACLs``). ``catalog/services`` (§10, ``catalog_http.py``) reports the
+services table index and blocks on it. One raft counter feeds the catalog and the KV store, each
+query reporting its own tables' index (§16.8). ``?tag`` (AND, case-insensitive), ``?node-meta`` and
+``?filter`` (a go-bexpr subset, ``bexpr.py``) work on health/service, catalog/service and
+catalog/services. The handle writes keys directly (:meth:`DoubleHandle.put_key`,
+:meth:`DoubleHandle.delete_key`); ``start(clock=ManualClock())`` (``clock.py``) lets a test move
+the agent's time on (TTLs, the reaper, blocking ``wait``).
+
 Deliberate choices and known deviations:
 
 * Deferred output sync (§0.10, §10) IS modelled: an Output change without a status change shows in
@@ -27,11 +41,30 @@ Deliberate choices and known deviations:
   (default Consul's 5m; Consul randomises 0.5–1.5 × that, the double uses exactly the interval).
 * Non-TTL checks (HTTP, TCP, gRPC, ...) are accepted and stored but never executed: they keep their
   initial status. Script checks are refused with Consul's default "Scripts are disabled" 500.
-* ``?filter=`` expressions, ``?near``, ``?dc``, ``?ns``/``?partition`` and consistency modes are
-  ignored. Blocking queries do not add Consul's wait/16 jitter.
+* ``?near``, ``?dc`` and ``?ns``/``?partition`` are ignored, and so are consistency modes on the
+  older endpoints (KV and catalog/services honour them, §16.10), which only look at ``?stale``
+  while :meth:`DoubleHandle.lose_leader` is on. With a leader, ``X-Consul-LastContact`` is 0.
+  Blocking queries do not add Consul's wait/16 jitter.
+* ``?filter=`` understands a subset of go-bexpr (see ``bexpr.py``: no ``any``/``all``, no
+  JSON-pointer selectors); a bad expression is 500 ``Failed to create boolean expression
+  evaluator: …`` with the double's own wording after the colon. A selector is only checked
+  against the entries there are, so a bad selector over an empty result is no error.
+* KV: there are no sessions, so ``?acquire`` always fails as for an unknown session (500
+  ``invalid session "<id>"``, ``missing session`` when empty) and ``?release`` answers false on a
+  key that no session holds. Keys are checked as before Consul 1.21.5 (only the empty key; §16.7).
+  ``acl.enable_key_list_policy`` is not modelled. Tombstones are never reaped. A request body is
+  always read by Content-Length (no chunked uploads), so the 413 check always applies. The
+  ``Conflicting flags`` text ends in a newline, as since mid-2024. ``forget_everything`` keeps the
+  KV store (it lives on the servers, not on the replaced agent).
+* The text of a 403 for a key-limited token names an AccessorID derived from its secret.
+* Path cleaning (§16.7): ``//``, ``/./`` and ``/../`` in a path get Go ServeMux's 301 to the
+  cleaned path, on every route.
+* catalog/services lists each name's tags in first-seen order (Consul: unspecified; sort them).
 * ACLs: a listed token has full rights; without a token (or with ``anonymous``) every write is
   403 ``Permission denied: ...`` and reads are silently filtered to nothing (agent/self is 403).
-  ``X-Consul-Results-Filtered-By-ACLs`` is not sent. ``/v1/agent/token/*`` is not implemented.
+  A key-limited token (``SECRET=RULES``) has no other rights than its key rules.
+  ``X-Consul-Results-Filtered-By-ACLs`` is sent by the KV reads and catalog/services only.
+  ``/v1/agent/token/*`` is not implemented.
 * No persistence: :meth:`DoubleHandle.forget_everything` models an agent replaced with an empty
   data dir (the ``-dev`` case); an agent restart with a data dir (§8) is not modelled.
 * ``PUT /v1/agent/check/register`` is not implemented (404 ``404 page not found``).
@@ -147,6 +180,17 @@ class DoubleHandle:
     def fail_with(self, status: Optional[int], body: str = "injected failure") -> None:
         """Answer every request with ``status`` and a text ``body``; ``None`` turns it off."""
         self._agent.failure = None if status is None else (int(status), body)
+
+    def lose_leader(self, lost: bool = True) -> None:
+        """The servers lose their leader (§16.10): status/leader answers "", reads other than
+        ``?stale`` and KV writes are 500 ``No cluster leader``, stale reads carry
+        ``X-Consul-KnownLeader: false`` and a growing ``X-Consul-LastContact``. Agent-local
+        endpoints (register, TTL updates, agent/*) keep working. ``False`` elects a leader again."""
+        agent = self._agent
+        if not lost:
+            agent.leader_lost_at = None
+        elif agent.leader_lost_at is None:
+            agent.leader_lost_at = agent.state.clock()
 
     # ---------------------------------------------------------------- KV store (§16)
     def put_key(self, key: str, value: Union[bytes, str] = b"", flags: int = 0) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Dict, List, Tuple
 
 from . import http as agent_http, views
-from .query_meta import meta_headers, parse_query_options
+from .query_meta import meta_headers, parse_query_options, require_leader
 from .state import NODE_CREATE_INDEX
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,6 +29,7 @@ def parse_node_meta(values: List[str]) -> Dict[str, str]:
 def catalog_services(routes: "Routes", req: "Request") -> "Response":
     mode, min_index, wait = parse_query_options(routes, req)
     agent_http.request_filter(req)
+    require_leader(routes.agent, mode)
     authz = routes.agent.resolve(req.token)
     wanted = parse_node_meta(req.query.get("node-meta", []))
     st = routes.st
@@ -47,4 +48,5 @@ def catalog_services(routes: "Routes", req: "Request") -> "Response":
         return index, True, (visible, len(visible) != len(names))
 
     index, _, (out, filtered) = st.block_query(run, min_index, wait or agent_http.DEFAULT_WAIT)
-    return agent_http.json_response(out, headers=meta_headers(index, mode, filtered), pretty=req.has("pretty"))
+    headers = meta_headers(routes.agent, index, mode, filtered)
+    return agent_http.json_response(out, headers=headers, pretty=req.has("pretty"))

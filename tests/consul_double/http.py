@@ -23,6 +23,7 @@ from .decode import DecodeError, decode_check_update, decode_service_definition
 from .durations import DurationError, SECOND, parse_duration
 from .errors import ACL_NOT_FOUND, ANONYMOUS_ACCESSOR, APIError, bad_request, permission_denied
 from .keyacl import KeyRules, accessor_id
+from .query_meta import LEADER, STALE, known_leader, last_contact, require_leader
 from .state import NODE_ADDRESS, VALID_STATUSES, AgentState
 
 DEFAULT_WAIT = 300.0  # §11: default 5m
@@ -116,6 +117,7 @@ class Agent:
         self._records: List[RequestRecord] = []
         self.delay_seconds = 0.0
         self.failure: Optional[Tuple[int, str]] = None
+        self.leader_lost_at: Optional[float] = None  # state-clock time the cluster lost its leader
         self.connections: Set[socket.socket] = set()
 
     @property
@@ -514,8 +516,8 @@ class Routes:
         return index, wait
 
     def _meta_headers(self, index: int) -> Dict[str, str]:
-        return {"X-Consul-Index": str(max(index, 1)), "X-Consul-KnownLeader": "true",
-                "X-Consul-LastContact": "0"}
+        return {"X-Consul-Index": str(max(index, 1)), "X-Consul-KnownLeader": known_leader(self.agent),
+                "X-Consul-LastContact": last_contact(self.agent)}
 
     def _blocking_read(self, req: Request, name: str, build: Callable[[], Any],
                        validate: Optional[Callable[[], None]] = None) -> Response:
@@ -527,6 +529,7 @@ class Routes:
             except APIError as exc:
                 exc.headers.update(self._meta_headers(self.st.index_for_service(name)))
                 raise
+        require_leader(self.agent, STALE if req.has("stale") else LEADER)
         if min_index > 0:
             self.st.block(lambda: self.st.index_for_service(name), min_index, wait or DEFAULT_WAIT)
         with self.st.lock:
@@ -585,7 +588,7 @@ class Routes:
         return self._blocking_read(req, name, build, lambda: request_filter(req))
 
     def status_leader(self, req: Request) -> Response:
-        return json_response("%s:8300" % NODE_ADDRESS)
+        return json_response("" if self.agent.leader_lost_at is not None else "%s:8300" % NODE_ADDRESS)
 
 
 def request_filter(req: Request) -> Optional[Callable[[Any], bool]]:

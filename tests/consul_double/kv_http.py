@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from . import http as agent_http
 from .errors import APIError, bad_request
 from .kv import DirEntry, KVApplyError, entry_json
-from .query_meta import meta_headers, parse_query_options
+from .query_meta import LEADER, meta_headers, parse_query_options, require_leader
 
 if TYPE_CHECKING:  # pragma: no cover
     from .http import Authz, Request, Response, Routes
@@ -59,6 +59,7 @@ def _get(routes: "Routes", req: "Request", mode: str, min_index: int, wait: floa
     recurse = req.has("recurse")
     if not recurse and not key:
         raise bad_request("Missing key name")
+    require_leader(routes.agent, mode)  # the RPC is forwarded first, then the token resolved
     authz = routes.agent.resolve(req.token)
     store = routes.st.kv
     if recurse:
@@ -75,7 +76,7 @@ def _get(routes: "Routes", req: "Request", mode: str, min_index: int, wait: floa
 
     floor = not recurse and not routes.agent.legacy  # errNotFound came with 1.12 (§16.8)
     index, _, (entries, filtered) = routes.st.block_query(run, min_index, wait or agent_http.DEFAULT_WAIT, floor)
-    headers = meta_headers(index, mode, filtered)
+    headers = meta_headers(routes.agent, index, mode, filtered)
     if not entries:
         return agent_http.Response(404, b"", None, headers)
     if req.has("raw") and not recurse:
@@ -91,6 +92,7 @@ def _get_keys(routes: "Routes", req: "Request", mode: str, min_index: int, wait:
     sep = req.q("seperator") if req.has("seperator") else ""  # the misspelling is read too
     if req.has("separator"):
         sep = req.q("separator")
+    require_leader(routes.agent, mode)
     authz = routes.agent.resolve(req.token)
     store = routes.st.kv
 
@@ -106,7 +108,7 @@ def _get_keys(routes: "Routes", req: "Request", mode: str, min_index: int, wait:
         return index, True, (keys, filtered)
 
     index, _, (keys, filtered) = routes.st.block_query(run, min_index, wait or agent_http.DEFAULT_WAIT)
-    headers = meta_headers(index, mode, filtered)
+    headers = meta_headers(routes.agent, index, mode, filtered)
     if not keys and prefix:
         return agent_http.Response(404, b"", None, headers)
     return agent_http.json_response(keys, headers=headers, pretty=req.has("pretty"))
@@ -124,6 +126,7 @@ def _put(routes: "Routes", req: "Request") -> "Response":
         raise APIError(413, "Request body(%d bytes) too large, max size: %d bytes. See %s."
                        % (len(req.body), limit,
                           "https://developer.hashicorp.com/docs/agent/config/config-files#kv_max_value_size"))
+    require_leader(routes.agent, LEADER)  # writes always go through the leader (§16.10)
     authz = routes.agent.resolve(req.token)
     authz.require_key(authz.key_write(key), "key:write", key)
     store = routes.st.kv
@@ -147,6 +150,7 @@ def _delete(routes: "Routes", req: "Request") -> "Response":
     if not recurse and not key:
         raise bad_request("Missing key name")
     cas: Optional[int] = go_parse_uint(req.q("cas")) if req.has("cas") else None
+    require_leader(routes.agent, LEADER)
     authz = routes.agent.resolve(req.token)
     if recurse:  # KeyWritePrefix: write over the whole prefix (§16.6)
         authz.require_key(authz.key_write_prefix(key), "key:write", key)

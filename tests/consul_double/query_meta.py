@@ -9,10 +9,10 @@ import json
 from typing import TYPE_CHECKING, Dict, Tuple
 
 from .durations import DurationError, parse_duration
-from .errors import bad_request
+from .errors import APIError, bad_request
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .http import Request, Routes
+    from .http import Agent, Request, Routes
 
 LEADER = "leader"
 STALE = "stale"
@@ -43,10 +43,27 @@ def parse_query_options(routes: "Routes", req: "Request") -> Tuple[str, int, flo
     return mode, min_index, wait
 
 
-def meta_headers(index: int, mode: str, filtered: bool = False) -> Dict[str, str]:
-    """setMeta: every answer, a 404 included. The double always has a leader (LastContact 0)."""
-    headers = {"X-Consul-Index": str(max(index, 1)), "X-Consul-KnownLeader": "true",
-               "X-Consul-LastContact": "0", "X-Consul-Effective-Consistency": mode,
+def require_leader(agent: "Agent", mode: str) -> None:
+    """Without a leader only ``?stale`` reads are served; the rest is 500 ``No cluster leader``."""
+    if agent.leader_lost_at is not None and mode != STALE:
+        raise APIError(500, "No cluster leader")
+
+
+def known_leader(agent: "Agent") -> str:
+    return "false" if agent.leader_lost_at is not None else "true"
+
+
+def last_contact(agent: "Agent") -> str:
+    """Milliseconds since the answering server heard from the leader: 0 on the leader."""
+    if agent.leader_lost_at is None:
+        return "0"
+    return str(int((agent.state.clock() - agent.leader_lost_at) * 1000))
+
+
+def meta_headers(agent: "Agent", index: int, mode: str, filtered: bool = False) -> Dict[str, str]:
+    """setMeta: every answer, a 404 included."""
+    headers = {"X-Consul-Index": str(max(index, 1)), "X-Consul-KnownLeader": known_leader(agent),
+               "X-Consul-LastContact": last_contact(agent), "X-Consul-Effective-Consistency": mode,
                "X-Consul-Query-Backend": "blocking-query"}
     if filtered:
         headers["X-Consul-Results-Filtered-By-ACLs"] = "true"
