@@ -98,7 +98,7 @@ def test_an_empty_key_is_400_missing_key_name(consul):
 def test_kv_refuses_other_methods_with_405(consul, method):
     """§16.1, §1: /v1/kv/ takes GET, PUT and DELETE only."""
     status, headers, _ = consul.request(method, "/v1/kv/k", b"")
-    assert status == 405 and {"GET", "PUT", "DELETE"} <= set(headers["Allow"].split(","))
+    assert status == 405 and {"GET", "PUT", "DELETE"} <= {m.strip() for m in headers["Allow"].split(",")}
 
 
 def test_an_encoded_slash_in_the_path_is_a_slash_in_the_key(kv):
@@ -614,6 +614,15 @@ def test_without_wait_a_blocked_read_waits_the_default_five_minutes(clocked):
     job = store.watch("k", n, wait="")
     clocked.clock.advance(FIVE_MINUTES - 1)
     assert clocked.outlast(job, "4m59s passing", wait=1)[0] == 200
+
+
+def test_wait_is_capped_at_ten_minutes(clocked):
+    """§11: a longer wait is cut to 10m."""
+    store = clocked.kv
+    store.put("k", b"v")
+    job = store.watch("k", store.modify_index("k"), wait="1h")
+    clocked.clock.advance(2 * FIVE_MINUTES - 1)
+    assert clocked.outlast(job, "9m59s passing", wait=1)[0] == 200
 
 
 def test_wait_runs_out_in_real_time_too(kv_double):
