@@ -756,3 +756,8 @@ def test_the_handle_deletes_keys_and_answers_blocked_readers(kv_double):
     job = kv_double.watch("cfg/", n, "?recurse")
     double.delete_key("cfg/", recurse=True)
     assert job.result()[0] == 404
+
+
+def test_an_empty_max_stale_is_no_value(kv):
+    """§16.10: ?max_stale= with nothing after it is ignored, not an error."""
+    assert kv.get("nope", "?max_stale=")[1]["X-Consul-Effective-Consistency"] == "leader"

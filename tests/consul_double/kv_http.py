@@ -44,7 +44,7 @@ def go_parse_uint(raw: str) -> int:
 def _conflicting(req: "Request", *flags: str) -> None:
     """conflictingFlags: two of ``flags`` → 400 with the whole query, re-encoded with sorted keys."""
     if sum(1 for f in flags if req.has(f)) > 1:
-        encoded = urlencode(sorted((k, v) for k, vs in req.query.items() for v in vs))
+        encoded = urlencode([(k, v) for k in sorted(req.query) for v in req.query[k]])
         raise bad_request("Conflicting flags: %s\n" % encoded)
 
 

@@ -22,8 +22,8 @@ CONSISTENT = "consistent"
 def parse_consistency(req: "Request") -> str:
     """parseConsistency: ``?stale``, ``?consistent``, ``?max_stale``; the mode the answer reports."""
     stale = req.has("stale")
-    if req.has("max_stale"):
-        raw = req.q("max_stale")
+    raw = req.q("max_stale")
+    if raw:  # an empty value is no value
         try:
             if parse_duration(raw) > 0:
                 stale = True
