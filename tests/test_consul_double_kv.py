@@ -696,6 +696,11 @@ def test_a_bad_max_stale_is_400(kv):
     assert (status, raw) == (400, b'Invalid max_stale value "soon"')
 
 
+def test_an_empty_max_stale_is_no_value(kv):
+    """§16.10: ?max_stale= with nothing after it is ignored, not an error."""
+    assert kv.get("nope", "?max_stale=")[1]["X-Consul-Effective-Consistency"] == "leader"
+
+
 def test_without_a_leader_a_default_read_is_500_no_cluster_leader(kv_double):
     """§16.10: the default read is forwarded to the leader; with none: 500 No cluster leader."""
     kv_double.put("k", b"v")
@@ -757,7 +762,3 @@ def test_the_handle_deletes_keys_and_answers_blocked_readers(kv_double):
     double.delete_key("cfg/", recurse=True)
     assert job.result()[0] == 404
 
-
-def test_an_empty_max_stale_is_no_value(kv):
-    """§16.10: ?max_stale= with nothing after it is ignored, not an error."""
-    assert kv.get("nope", "?max_stale=")[1]["X-Consul-Effective-Consistency"] == "leader"
