@@ -91,13 +91,17 @@ class TemplateManager:
 
     # -- the supervisor side's interface ---------------------------------------
     def start(self) -> None:
-        """Read and compile every source (TemplateError if one is unreadable
-        or not a valid template), then render and watch on a thread."""
-        for t in self.templates:
-            t.compiled = self._compile(t.spec)
+        """Load the sources, then render and watch on a thread of its own."""
+        self.load_sources()
         self._thread = threading.Thread(target=self._run, name="svcwrap-templates",
                                         daemon=True)
         self._thread.start()
+
+    def load_sources(self) -> None:
+        """Read and compile every source: TemplateError if one is unreadable
+        or not a valid template (at start; `svcwrap reload` keeps the old one)."""
+        for t in self.templates:
+            t.compiled = self._compile(t.spec)
 
     def stop(self) -> None:
         with self._cond:
@@ -121,11 +125,16 @@ class TemplateManager:
         now. A change still waiting in the quiescence window lands with it
         (and no second pass follows for it). Returns the templates that
         changed, or None if the pass did not finish within timeout."""
+        request = self.request_reload()
+        return request.changed if request.done.wait(timeout) else None
+
+    def request_reload(self) -> _Request:
+        """reload_now() without the waiting: .done is set once the pass ran."""
         request = _Request()
         with self._cond:
             self._requests.append(request)
             self._cond.notify_all()
-        return request.changed if request.done.wait(timeout) else None
+        return request
 
     # -- watches (called on their threads) ----------------------------------
     def answered(self, query: Query, data: object) -> None:
