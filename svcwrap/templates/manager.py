@@ -116,6 +116,11 @@ class TemplateManager:
         return {t.spec.destination: [q.describe() for q in t.missing]
                 for t in self.templates if not t.rendered}
 
+    def waiting_text(self) -> str:
+        """One line for --template-timeout: each destination and what it waits for."""
+        return "; ".join(f"{dest} waits for {', '.join(queries) or 'a valid render'}"
+                         for dest, queries in self.waiting().items())
+
     def failures(self) -> dict[str, str]:
         """Destination -> why its latest version is not in place."""
         return {t.spec.destination: t.failure for t in self.templates if t.failure}
@@ -219,10 +224,13 @@ class TemplateManager:
             self._everything = False
             self._quiet.clear()
             answers = dict(self._answers)
-        changed = self._pass(dirty, answers, everything, reread=bool(requests))
-        for request in requests:
-            request.changed = changed
-            request.done.set()
+        changed: list[TemplateSpec] = []
+        try:
+            changed = self._pass(dirty, answers, everything, reread=bool(requests))
+        finally:
+            for request in requests:  # never leave `svcwrap reload` hanging
+                request.changed = changed
+                request.done.set()
         return True
 
     def _pass(self, dirty: set[Query], answers: dict[Query, object], everything: bool,
@@ -245,7 +253,10 @@ class TemplateManager:
             return []
         failures = self.failures()
         if changed or failures != failures_before:
-            self.on_rendered(changed, failures)
+            try:
+                self.on_rendered(changed, failures)
+            except Exception as err:  # the supervisor side's bug must not stop the renders
+                self.log.error("template reload failed", error=f"{type(err).__name__}: {err}")
         return changed
 
     def _render(self, t: _Template, answers: dict[Query, object], reread: bool) -> bool:
