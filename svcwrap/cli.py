@@ -54,8 +54,8 @@ OPTIONS: list[tuple[str, str | None, bool, str]] = [
                                      "(repeatable)"),
     ("--reload", "ACTION", False, "when a rendered file changes: signal:SIG, exec:CMD, "
                                   "restart or none [none]"),
-    ("--template-wait", "MIN[:MAX]", False, "quiescence before rendering a change "
-                                            "[0: at once; MAX 4xMIN]"),
+    ("--template-wait", "MIN:MAX", False, "render MIN after a burst's last change, MAX "
+                                          "after its first at most [0: at once; MAX 4xMIN]"),
     ("--watch-floor", "DUR", False, "least time between two queries of one watch [250ms]"),
     ("--template-timeout", "DUR", False, "give up waiting for the first render "
                                          "(0 = never) [0]"),
@@ -81,7 +81,8 @@ def help_text() -> str:
     lines += [f"  {'-h, --help':<24} show this help and exit",
               f"  {'--version':<24} show the version and exit", "",
               "Every option can also be set as SVCWRAP_<OPTION> (e.g. SVCWRAP_TTL=15s);",
-              "the flag wins. Durations use Go syntax: 500ms, 10s, 1m30s.",
+              "the flag wins (a --config FILE lies between the two).",
+              "Durations use Go syntax: 500ms, 10s, 1m30s.",
               "Consul client variables: CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN,",
               "CONSUL_HTTP_TOKEN_FILE, CONSUL_HTTP_SSL, CONSUL_HTTP_SSL_VERIFY, CONSUL_CACERT,",
               "CONSUL_CAPATH, CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME."]

@@ -151,8 +151,7 @@ class Harness:
         self.manager.load_sources()
 
     def _watch(self, query) -> Watch:
-        watch = Watch(query, self.consul, self.manager.answered, self.manager.failed,
-                      floor=0.0, clock=self.clock)
+        watch = self.manager.make_watch(query)
         self.watches.append(watch)
         return watch
 

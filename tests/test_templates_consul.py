@@ -47,8 +47,7 @@ class Rendering:
             floor=0.05, block_wait=30.0, watch_factory=self._watch)
 
     def _watch(self, query) -> Watch:
-        watch = Watch(query, self.manager.transport, self.manager.answered,
-                      self.manager.failed, floor=self.manager.floor, wait=30.0)
+        watch = self.manager.make_watch(query)
         self.watches.append(watch)
         watch.start()
         return watch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from svcwrap.logs import Logger
 from svcwrap.templates.quiescence import Quiescence
 from svcwrap.templates.spec import TemplateError, parse_wait
 from tests.templates_support import Harness
@@ -130,3 +131,34 @@ def test_wait_max_defaults_to_four_times_min_and_must_not_be_shorter():
         parse_wait("5s:1s")
     with pytest.raises(TemplateError, match="invalid duration"):
         parse_wait("soon")
+
+
+def test_rapid_changes_for_15s_make_one_render_per_max_and_one_after_the_last(tmp_path):
+    h = started(tmp_path, {"out": VALUE})    # wait 2s:10s
+    start = h.clock.now
+    passes = 0
+    for i in range(1, 1501):       # a change every 10 ms for 15 s
+        h.clock.now = start + (i - 1) / 100
+        h.consul.put("v", str(i))
+        h.pump()
+        passes += h.manager.run_once()
+    h.clock.now += 2.0
+    passes += h.settle()
+    # At MAX after the burst began (t=10 s), then MIN after the last change.
+    assert passes == len(h.reloads) == 2
+    assert h.text("out") == "1500"
+
+
+def test_consul_down_is_logged_once_for_all_watches_and_its_return_once(tmp_path):
+    h = Harness(tmp_path, {"a": "{{ key('a') }}{{ key('b') }}"})
+    log = tmp_path / "log"
+    with open(log, "w") as f:
+        h.manager.log = Logger(fd=f.fileno())
+        h.manager.run_once()
+        h.consul.down = True
+        for _ in range(3):
+            h.pump()
+        h.consul.down = False
+        h.pump()
+    text = log.read_text()
+    assert text.count("consul unavailable") == 1 and text.count("consul available again") == 1

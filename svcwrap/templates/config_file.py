@@ -45,7 +45,10 @@ class ConfigFile:
 
 def load(path: str, specs: dict[str, tuple[str | None, bool]]) -> ConfigFile:
     """specs: cli's flag -> (metavar or None for a switch, repeatable)."""
-    import tomllib
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        raise ConfigFileError(f"{path}: --config needs Python 3.11 or later (tomllib)") from None
 
     from svcwrap.templates.writer import read_bounded
 

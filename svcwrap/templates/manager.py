@@ -86,7 +86,7 @@ class TemplateManager:
         self._requests: list[_Request] = []
         self._watches: dict[Query, Watch] = {}
         self._stopping = False
-        self._consul_ok = True
+        self._failing: set[Query] = set()   # queries whose latest call failed
         self._thread: threading.Thread | None = None
 
     # -- the supervisor side's interface ---------------------------------------
@@ -148,23 +148,31 @@ class TemplateManager:
                 return  # no template needs it any more
             self._answers[query] = data
             self._dirty.add(query)
-            if not self._consul_ok:
-                self._consul_ok = True
-                self.log.info("consul available again")
             if self.first_render_done.is_set():
                 self._quiet.changed(self.clock())
             self._cond.notify_all()
 
     def failed(self, query: Query, error: str) -> None:
+        """Logged once per outage, however many watches and retries it takes."""
         with self._cond:
-            if self._consul_ok:
-                self._consul_ok = False
+            if not self._failing:
                 self.log.warning("consul unavailable, retrying", query=query.describe(),
                                  error=error[:300])
+            self._failing.add(query)
+
+    def recovered(self, query: Query) -> None:
+        with self._cond:
+            self._failing.discard(query)
+            if not self._failing:
+                self.log.info("consul available again")
+
+    def make_watch(self, query: Query) -> Watch:
+        """A watch reporting to this manager, not yet started."""
+        return Watch(query, self.transport, self.answered, self.failed, floor=self.floor,
+                     wait=self.block_wait, clock=self.clock, on_recovered=self.recovered)
 
     def _start_watch(self, query: Query) -> Watch:
-        watch = Watch(query, self.transport, self.answered, self.failed, floor=self.floor,
-                      wait=self.block_wait, clock=self.clock)
+        watch = self.make_watch(query)
         watch.start()
         return watch
 
@@ -186,6 +194,7 @@ class TemplateManager:
             for query in unused:
                 watch = self._watches.pop(query)
                 self._answers.pop(query, None)
+                self._failing.discard(query)
                 if watch is not None:
                     watch.stop()
 

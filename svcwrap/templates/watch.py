@@ -60,17 +60,20 @@ def header(headers, name: str) -> str:
 
 
 class Watch:
-    """Calls on_answer(query, data) for each answer whose data changed, and
-    on_error(query, text) for each failed call (the caller logs once)."""
+    """Calls on_answer(query, data) for each answer whose data changed,
+    on_error(query, text) for each failed call (the caller logs once), and
+    on_recovered(query) for the first good call after failed ones."""
 
     def __init__(self, query: Query, transport, on_answer: Callable[[Query, object], None],
                  on_error: Callable[[Query, str], None], *, floor: float,
                  wait: float = BLOCK_WAIT, clock: Callable[[], float] = time.monotonic,
-                 rng: Callable[[], float] = random.random) -> None:
+                 rng: Callable[[], float] = random.random,
+                 on_recovered: Callable[[Query], None] = lambda query: None) -> None:
         self.query = query
         self.transport = transport
         self.on_answer = on_answer
         self.on_error = on_error
+        self.on_recovered = on_recovered
         self.floor = floor
         self.wait = wait
         self.clock = clock
@@ -116,7 +119,9 @@ class Watch:
             self.failures += 1
             self.on_error(self.query, str(err) or type(err).__name__)
             return self.backoff()
-        self.failures = 0
+        if self.failures:
+            self.failures = 0
+            self.on_recovered(self.query)
         self.index = next_index(self.index, reported)
         if not self.stopping.is_set() and (not self.answered or data != self.data):
             self.answered = True
