@@ -84,7 +84,7 @@ class TemplateManager:
         self._dirty: set[Query] = set()
         self._everything = True   # the next pass renders every template
         self._requests: list[_Request] = []
-        self._watches: dict[Query, Watch] = {}
+        self._watches: dict[Query, Watch | None] = {}
         self._stopping = False
         self._failing: set[Query] = set()   # queries whose latest call failed
         self._thread: threading.Thread | None = None
@@ -107,7 +107,8 @@ class TemplateManager:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        for watch in list(self._watches.values()):
+            watches = [w for w in self._watches.values() if w is not None]
+        for watch in watches:
             watch.stop()
 
     def waiting(self) -> dict[str, list[str]]:
@@ -181,10 +182,12 @@ class TemplateManager:
         with self._cond:
             if query in self._watches or self._stopping:
                 return
-            self._watches[query] = None  # type: ignore[assignment] # reserved: answers may come at once
+            self._watches[query] = None  # reserved: its first answer may come at once
         watch = self.watch_factory(query)
         with self._cond:
             self._watches[query] = watch
+            if self._stopping:
+                watch.stop()
 
     def _prune_watches(self) -> None:
         """Stop the watches no template asked for in its latest render."""
