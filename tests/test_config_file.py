@@ -177,3 +177,10 @@ def test_parsing_template_options_imports_neither_tomllib_nor_jinja2():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                          text=True, check=True).stdout
     assert out == "[]\n"
+
+
+def test_template_as_a_top_level_array_of_strings_is_the_repeatable_option(tmp_path):
+    path = config(tmp_path, 'template = ["a.j2:/out/a", "b.j2:/out/b"]\n')
+    c = parsed(path, "--no-register")
+    assert [(s.source, s.destination) for s in c.templates.templates] == \
+        [("a.j2", "/out/a"), ("b.j2", "/out/b")]

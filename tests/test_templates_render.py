@@ -151,3 +151,21 @@ def test_a_template_with_a_syntax_error_is_refused_at_start_naming_the_file_and_
 
     with pytest.raises(TemplateError, match=r"bad\.j2:2: "):
         Harness(tmp_path, {"bad": "ok\n{% for %}"})
+
+
+def test_an_empty_key_path_or_service_name_is_a_template_error_not_a_query(tmp_path):
+    h = Harness(tmp_path, {"k": "{{ key('') }}", "s": "{{ service('') }}"})
+    h.settle()
+    assert h.manager.failures() == {str(tmp_path / "k"): "ValueError: key(): the path is empty",
+                                    str(tmp_path / "s"): "ValueError: service(): the name is "
+                                                         "empty"}
+    assert h.watches == []
+
+
+def test_a_template_whose_output_explodes_is_refused(tmp_path):
+    h = Harness(tmp_path, {"big": "{% for i in range(99999) %}{% for j in range(99999) %}"
+                                  "{{ i }}{% endfor %}{% endfor %}"})
+    h.manager.renderer.max_output = 100_000   # 64 Mi characters by default
+    h.settle()
+    assert "larger than 100000 characters" in h.manager.failures()[str(tmp_path / "big")]
+    assert not (tmp_path / "big").exists()

@@ -22,6 +22,7 @@ from svcwrap.templates.queries import (
 )
 
 NO_ANSWER = object()
+MAX_OUTPUT = 64 << 20  # characters of one rendered file
 
 
 class RenderError(Exception):
@@ -45,6 +46,7 @@ class Renderer:
         from jinja2.sandbox import SandboxedEnvironment
 
         self.environ = environ
+        self.max_output = MAX_OUTPUT
         # autoescape off: these are configuration files, not HTML.
         # keep_trailing_newline: a file ends the way its template ends.
         self.env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
@@ -71,7 +73,7 @@ class Renderer:
             "env": lambda name: self.environ.get(str(name), ""),
         }
         try:
-            text = template.render(functions)
+            text = _bounded_render(template, functions, self.max_output)
         except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError,
                 AttributeError) as err:
             if lookup.missing:
@@ -82,6 +84,24 @@ class Renderer:
         if lookup.missing:
             return Rendered(None, lookup.needed, lookup.missing)
         return Rendered(text, lookup.needed, [])
+
+
+def _bounded_render(template, functions: dict, limit: int) -> str:
+    """Render, refusing output beyond limit characters (nested loops can explode)."""
+    chunks, size = [], 0
+    for chunk in template.generate(functions):
+        size += len(chunk)
+        if size > limit:
+            raise ValueError(f"the output is larger than {limit} characters")
+        chunks.append(chunk)
+    return "".join(chunks)
+
+
+def _named(what: str, text: object) -> str:
+    name = str(text).lstrip("/") if what != "service" else str(text)
+    if not name:
+        raise ValueError(f"{what}(): the {'name' if what == 'service' else 'path'} is empty")
+    return name
 
 
 class _Lookup:
@@ -101,8 +121,8 @@ class _Lookup:
         return data
 
     def service(self, name: str, tag: str | None = None, passing: bool = True) -> list:
-        data = self._answer(Query("service", str(name), str(tag) if tag else None,
-                                  bool(passing)))
+        data = self._answer(Query("service", _named("service", name),
+                                  str(tag) if tag else None, bool(passing)))
         return [] if data is NO_ANSWER else list(data)
 
     def services(self) -> list:
@@ -110,7 +130,7 @@ class _Lookup:
         return [] if data is NO_ANSWER else list(data)
 
     def key(self, path: str) -> str:
-        query = Query("key", str(path).lstrip("/"))
+        query = Query("key", _named("key", path))
         data = self._answer(query)
         if data is ABSENT:
             if query not in self.missing:
@@ -119,7 +139,7 @@ class _Lookup:
         return "" if data is NO_ANSWER else data
 
     def key_or_default(self, path: str, default: str = "") -> str:
-        data = self._answer(Query("key", str(path).lstrip("/")))
+        data = self._answer(Query("key", _named("key_or_default", path)))
         return default if data is ABSENT or data is NO_ANSWER else data
 
     def tree(self, prefix: str) -> list:
