@@ -60,6 +60,9 @@ BAD = [
      "6: template-wait: 5s:1s: MAX is shorter than MIN"),
     ('name = """\nttl = 1\n"""\nttl = "x"\n', '4: ttl: invalid duration "x"'),
     ('name = "lb"\nttl = \n', "2: invalid TOML: Invalid value"),
+    ('name = "lb"\n[template]\nsource = "a"\n', "2: template: write [[template]]"),
+    ('name = "lb"\ntemplate = [{ source = "a" }]\n', "2: [[template]]: destination is missing"),
+    ('name = "lb"\nlog.level = "x"\n', "2: log: unknown option"),
 ]
 
 

@@ -69,7 +69,9 @@ def load(path: str, specs: dict[str, tuple[str | None, bool]]) -> ConfigFile:
     result = ConfigFile(path)
 
     def where(key: str, table: str = "", index: int = 0) -> str:
-        line = lines.get((table, index, key)) or lines.get((table, index, "")) or 1
+        # An inline table has no lines of its own: fall back to its key's.
+        line = lines.get((table, index, key)) or lines.get((table, index, "")) \
+            or lines.get(("", 0, table)) or 1
         return f"{path}:{line}: {key}"
 
     for key, value in data.items():
@@ -78,6 +80,9 @@ def load(path: str, specs: dict[str, tuple[str | None, bool]]) -> ConfigFile:
             for index, table in enumerate(value):
                 result.templates.append(_template(table, index, where))
             continue
+        if key == "template" and isinstance(value, dict):
+            raise ConfigFileError(f"{where(key, key)}: write [[template]] (an array of "
+                                  "tables), not [template]")
         flag = "--" + key
         if flag not in specs or flag in NOT_IN_FILE:
             what = "cannot be set in a config file" if flag in NOT_IN_FILE else \
@@ -224,6 +229,7 @@ def key_lines(text: str) -> dict[tuple[str, int, str], int]:
         if at_start and "=" in stripped and not stripped.startswith("#"):
             key = stripped.split("=", 1)[0].strip().strip('"\'')
             found.setdefault((table, index, key), number)
+            found.setdefault((table, index, key.split(".")[0].strip()), number)  # a.b = 1
             state.scan(line.split("=", 1)[1])
         else:
             state.scan(line)
