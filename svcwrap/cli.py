@@ -48,6 +48,17 @@ OPTIONS: list[tuple[str, str | None, bool, str]] = [
     ("--token-file", "PATH", False, "file holding the ACL token [CONSUL_HTTP_TOKEN_FILE]"),
     ("--log-format", "FMT", False, "text or json [text]"),
     ("--log-level", "LEVEL", False, "debug, info, warning or error [info]"),
+    # -- templates (issue 11; see svcwrap/templates/) --
+    ("--config", "FILE", False, "TOML file: options without their --, and [[template]] tables"),
+    ("--template", "SRC:DEST", True, "render the Jinja2 template SRC from Consul into DEST "
+                                     "(repeatable)"),
+    ("--reload", "ACTION", False, "when a rendered file changes: signal:SIG, exec:CMD, "
+                                  "restart or none [none]"),
+    ("--template-wait", "MIN:MAX", False, "render MIN after a burst's last change, MAX "
+                                          "after its first at most [0: at once; MAX 4xMIN]"),
+    ("--watch-floor", "DUR", False, "least time between two queries of one watch [250ms]"),
+    ("--template-timeout", "DUR", False, "give up waiting for the first render "
+                                         "(0 = never) [0]"),
 ]
 _SPECS = {flag: (metavar, repeatable) for flag, metavar, repeatable, _ in OPTIONS}
 
@@ -70,7 +81,8 @@ def help_text() -> str:
     lines += [f"  {'-h, --help':<24} show this help and exit",
               f"  {'--version':<24} show the version and exit", "",
               "Every option can also be set as SVCWRAP_<OPTION> (e.g. SVCWRAP_TTL=15s);",
-              "the flag wins. Durations use Go syntax: 500ms, 10s, 1m30s.",
+              "the flag wins (a --config FILE lies between the two).",
+              "Durations use Go syntax: 500ms, 10s, 1m30s.",
               "Consul client variables: CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN,",
               "CONSUL_HTTP_TOKEN_FILE, CONSUL_HTTP_SSL, CONSUL_HTTP_SSL_VERIFY, CONSUL_CACERT,",
               "CONSUL_CAPATH, CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME."]
@@ -126,13 +138,19 @@ class _Source:
     def __init__(self, given: dict[str, list[str]], environ: dict[str, str]) -> None:
         self.given = given
         self.environ = environ
+        self.file_options: dict[str, list[str]] = {}  # --config FILE, between the two
+        self.file_origins: dict[str, str] = {}
 
     def where(self, flag: str) -> str:
-        return flag if flag in self.given else env_name(flag)
+        if flag in self.given:
+            return flag
+        return self.file_origins.get(flag) or env_name(flag)
 
     def values(self, flag: str) -> list[str]:
         if flag in self.given:
             return self.given[flag]
+        if flag in self.file_options:
+            return self.file_options[flag]
         raw = self.environ.get(env_name(flag))
         if raw is None or raw == "":
             return []
@@ -147,6 +165,8 @@ class _Source:
     def switch(self, flag: str) -> bool:
         if flag in self.given:
             return True
+        if flag in self.file_options:
+            return self.file_options[flag] == ["true"]
         raw = self.environ.get(env_name(flag))
         return False if raw is None or raw == "" else parse_bool(raw, env_name(flag))
 
@@ -348,6 +368,7 @@ def parse(argv: list[str], environ: dict[str, str]) -> tuple[Config, list[str]]:
     """Return the configuration and a list of warnings (to be logged)."""
     given, command = split_argv(argv)
     src = _Source(given, environ)
+    file_templates = load_config_file(src)
     warnings: list[str] = []
     if not command:
         raise UsageError(f"no command given ({USAGE})")
@@ -421,8 +442,29 @@ def parse(argv: list[str], environ: dict[str, str]) -> tuple[Config, list[str]]:
             address=parse_address(src.value("--address") or "auto", src.where("--address")),
         )
         consul = parse_consul(src, environ)
-    return Config(register, supervisor, service, health, consul, log_format, log_level,
-                  environ), warnings
+    config = Config(register, supervisor, service, health, consul, log_format, log_level,
+                    environ)
+    if src.values("--template") or file_templates:
+        from svcwrap.templates.options import parse_templates
+
+        config.templates = parse_templates(src, file_templates)
+    return config, warnings
+
+
+def load_config_file(src: _Source) -> list:
+    """--config FILE: its options go between the command line and SVCWRAP_*;
+    returns its [[template]] tables (TemplateSpec). tomllib only when given."""
+    path = src.value("--config")
+    if path is None:
+        return []
+    from svcwrap.templates.config_file import ConfigFileError, load
+
+    try:
+        loaded = load(path, _SPECS)
+    except ConfigFileError as err:
+        raise UsageError(str(err)) from None
+    src.file_options, src.file_origins = loaded.options, loaded.origins
+    return loaded.templates
 
 
 def main(argv: list[str] | None = None) -> int:

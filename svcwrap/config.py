@@ -185,7 +185,7 @@ class ConsulConfig:
 
 class Config:
     __slots__ = ("register", "supervisor", "service", "health", "consul",
-                 "log_format", "log_level", "environ")
+                 "log_format", "log_level", "environ", "templates")
 
     def __init__(self, register: bool, supervisor: SupervisorConfig,
                  service: ServiceConfig | None, health: HealthConfig,
@@ -199,6 +199,7 @@ class Config:
         self.log_format = log_format
         self.log_level = log_level
         self.environ = environ  # the child's environment
+        self.templates = None   # templates.spec.TemplatesConfig, when any is configured
 
 
 def default_service_id(name: str) -> str:

@@ -1,0 +1,165 @@
+"""Watches and renders against the Consul under test (the double, or a real
+agent with SVCWRAP_TEST_CONSUL_ADDR) for /v1/health/service (issue 11
+"Tests and measurements"): blocking queries that return on a change, the
+token on every call, Consul down at start, a query dropped mid-way."""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from svcwrap.config import ConsulConfig, Secret
+from svcwrap.logs import Logger
+from svcwrap.templates.manager import TemplateManager
+from svcwrap.templates.spec import TemplateSpec
+from svcwrap.templates.transport import stdlib_transport
+from svcwrap.templates.watch import Watch
+from tests.consul_double import start
+from tests.consul_fixture import REAL_AGENT_ENV, ConsulUnderTest, wait_until
+from tests.support import assert_stays_false
+from tests.templates_support import run_command
+
+TOKEN = "7emplate-5ecre7-d0-not-print"
+
+
+class Rendering:
+    """A threaded manager rendering one upstreams file from service NAME."""
+
+    def __init__(self, consul: ConsulUnderTest, tmp_path: Path, token: str = "") -> None:
+        self.consul = consul
+        self.name = f"svcwrap-test-{uuid.uuid4().hex[:8]}"
+        self.dest = tmp_path / "upstreams.conf"
+        source = tmp_path / "upstreams.j2"
+        source.write_text("{% for s in service('" + self.name + "') %}"
+                          "server {{ s.address }}:{{ s.port }};\n{% endfor %}")
+        self.log_path = tmp_path / "log"
+        self.log_file = open(self.log_path, "w")
+        self.reloads: list[list[TemplateSpec]] = []
+        self.watches: list[Watch] = []
+        transport = stdlib_transport(ConsulConfig("http", consul.host, consul.port,
+                                                  Secret(token), True, None, ""))
+        self.manager = TemplateManager(
+            [TemplateSpec(str(source), str(self.dest))], transport=transport, environ={},
+            log=Logger(fd=self.log_file.fileno()), runner=run_command,
+            on_rendered=lambda changed, failures: self.reloads.append(changed),
+            floor=0.05, block_wait=30.0, watch_factory=self._watch)
+
+    def _watch(self, query) -> Watch:
+        watch = self.manager.make_watch(query)
+        self.watches.append(watch)
+        watch.start()
+        return watch
+
+    def register(self, n: int, passing: bool = True) -> None:
+        status, text = self.consul.put("/v1/agent/service/register", {
+            "Name": self.name, "ID": f"{self.name}-{n}", "Port": 8000 + n,
+            "Address": f"10.0.0.{n}",
+            "Check": {"TTL": "60s", "Status": "passing" if passing else "critical"}})
+        assert status == 200, text
+
+    def deregister(self, n: int) -> None:
+        status, text = self.consul.put(f"/v1/agent/service/deregister/{self.name}-{n}")
+        assert status == 200, text
+
+    def text(self) -> str:
+        return self.dest.read_text() if self.dest.exists() else ""
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def close(self) -> None:
+        self.manager.stop()
+        self.log_file.close()
+
+
+@pytest.fixture
+def rendering(consul, tmp_path):
+    r = Rendering(consul, tmp_path, consul.token or "")
+    yield r
+    r.close()
+
+
+def test_a_template_renders_the_passing_instances_and_follows_every_change(rendering):
+    rendering.register(1)
+    rendering.register(2)
+    rendering.register(3, passing=False)
+    rendering.manager.start()
+    assert rendering.manager.first_render_done.wait(10)
+    assert rendering.text() == "server 10.0.0.1:8001;\nserver 10.0.0.2:8002;\n"
+    rendering.register(4)
+    wait_until(lambda: "10.0.0.4:8004" in rendering.text(), message="the new instance")
+    rendering.deregister(1)
+    wait_until(lambda: "10.0.0.1:" not in rendering.text(), message="the instance gone")
+    assert rendering.text() == "server 10.0.0.2:8002;\nserver 10.0.0.4:8004;\n"
+    assert [len(changed) for changed in rendering.reloads] == [1, 1]
+
+
+def test_an_idle_watch_blocks_in_consul_instead_of_polling(rendering, consul_double):
+    rendering.register(1)
+    rendering.manager.start()
+    assert rendering.manager.first_render_done.wait(10)
+    wait_until(lambda: rendering.watches[0].index > 0, message="a blocking call under way")
+
+    def health_calls() -> int:
+        return sum(r.path.startswith("/v1/health/service/") for r in consul_double.double.requests)
+
+    calls = health_calls()
+    assert_stays_false(lambda: health_calls() > calls, 1.0, "the idle watch called again")
+
+
+def test_a_query_the_agent_drops_midway_is_asked_again_and_the_change_lands(rendering,
+                                                                              consul_double):
+    rendering.register(1)
+    rendering.manager.start()
+    assert rendering.manager.first_render_done.wait(10)
+    watch = rendering.watches[0]
+    wait_until(lambda: watch.index > 0, message="a blocking call under way")
+    consul_double.double.refuse_connections(True)   # drops the blocked call's connection
+    wait_until(lambda: watch.failures >= 1, message="the watch saw the drop")
+    consul_double.double.refuse_connections(False)
+    rendering.register(2)
+    wait_until(lambda: "10.0.0.2:8002" in rendering.text(), message="the change after the drop")
+    assert rendering.log().count("consul unavailable") == 1
+    assert "consul available again" in rendering.log()
+
+
+def test_consul_down_at_start_is_waited_out_with_backoff_and_logged_once(rendering,
+                                                                         consul_double):
+    rendering.register(1)
+    consul_double.double.refuse_connections(True)
+    rendering.manager.start()
+    wait_until(lambda: rendering.watches and rendering.watches[0].failures >= 3,
+               message="three failed calls")
+    assert not rendering.manager.first_render_done.is_set()
+    assert rendering.manager.waiting() == {str(rendering.dest): [f"service({rendering.name!r})"]}
+    consul_double.double.refuse_connections(False)
+    assert rendering.manager.first_render_done.wait(10)
+    assert rendering.text() == "server 10.0.0.1:8001;\n"
+    assert rendering.log().count("consul unavailable") == 1
+
+
+@pytest.fixture
+def acl_consul():
+    if os.environ.get(REAL_AGENT_ENV):
+        pytest.skip("needs a double started with ACLs; a real agent is configured")
+    double = start(acl_tokens=[TOKEN])
+    try:
+        yield ConsulUnderTest(double.addr, double, 60.0, 30.0, token=TOKEN)
+    finally:
+        double.stop()
+
+
+def test_every_watch_call_carries_the_acl_token_and_never_in_the_url(acl_consul, tmp_path):
+    r = Rendering(acl_consul, tmp_path, TOKEN)
+    try:
+        r.register(1)   # anonymous reads are filtered to nothing: only the token sees it
+        r.manager.start()
+        assert r.manager.first_render_done.wait(10)
+        assert r.text() == "server 10.0.0.1:8001;\n"
+        calls = [q for q in acl_consul.double.requests if q.path.startswith("/v1/health/")]
+        assert calls and all(q.token == TOKEN and "token" not in q.query for q in calls)
+        assert TOKEN not in r.log()
+    finally:
+        r.close()
