@@ -57,7 +57,8 @@ OPTIONS: list[tuple[str, str | None, bool, str]] = [
                                 "[CONSUL_HTTP_ADDR, else 127.0.0.1:8500]"),
     ("--token-file", "PATH", False, "file holding the ACL token [CONSUL_HTTP_TOKEN_FILE]"),
     ("--log-format", "FMT", False, "text or json [text]"),
-    ("--log-level", "LEVEL", False, "debug, info, warning or error [info]"),
+    ("--log-level", "LEVEL", False, "debug, info (operator events; a plain init says "
+                                    "nothing), warning or error [info]"),
 ]
 _SPECS = {flag: (metavar, repeatable) for flag, metavar, repeatable, _ in OPTIONS}
 

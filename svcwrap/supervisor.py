@@ -424,6 +424,11 @@ class Supervisor:
         As PID 1 nobody above us manages jobs, so nothing more is done. Below
         an interactive shell, stop ourselves too, so the shell regains the
         terminal; on `fg` (SIGCONT) hand the terminal back and resume the child.
+        This follows what the child did, not which signal svcwrap received:
+        with --rewrite TSTP:0 nothing stops (dumb-init suspends itself anyway),
+        with TSTP:STOP both do. No default rewrite to STOP is needed, unlike
+        dumb-init's: the child's group is in svcwrap's session, so it is not
+        orphaned and TSTP/TTIN/TTOU keep their default action, stopping it.
         """
         self.log.debug("child stopped", signal=signal_name(stopsig))
         if self.pid1 or self.tty_fd is None:
