@@ -45,10 +45,18 @@ def _raw_exec_environ() -> dict[bytes, bytes] | None:
     return environ
 
 
+# Set in many images and unable to change what svcwrap does: not worth a
+# second interpreter start-up. (Names with an underscore, such as the official
+# python image's PYTHON_VERSION, are not the interpreter's in 3.11.)
+HARMLESS = frozenset({"PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED",
+                      "PYTHONIOENCODING", "PYTHONNOUSERSITE"})
+
+
 def needs_isolation() -> bool:
     if sys.flags.ignore_environment and sys.flags.no_user_site:
         return False
-    if not sys.flags.ignore_environment and any(k.startswith("PYTHON") for k in os.environ):
+    if not sys.flags.ignore_environment and any(
+            k.startswith("PYTHON") and k[6:7] != "_" and k not in HARMLESS for k in os.environ):
         return True
     if not sys.flags.no_user_site:
         import site  # already imported at start-up: free

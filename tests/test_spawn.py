@@ -7,9 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
-from tests.support import PROGRAMS, REPO
+from tests.support import PROGRAMS, REPO, wait_until
 
 
 def describe(wrap, *args: str, stdin: bytes = b"", **popen) -> dict:
@@ -58,6 +59,18 @@ def test_python_variables_for_the_service_reach_it_but_do_not_change_svcwrap(wra
     lines = (tmp_path / "env.out").read_text().splitlines()
     assert {k: v for k, v in (line.split("=", 1) for line in lines)
             if k.startswith("PYTHON")} == {k: v for k, v in env.items() if k.startswith("PYTHON")}
+
+
+@pytest.mark.parametrize("env,isolated", [
+    ({"PYTHONPATH": "/nonexistent"}, True),
+    ({"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHON_VERSION": "3.11.7"}, False),
+], ids=["PYTHONPATH re-executes", "what python images set costs nothing"])
+def test_svcwrap_re_executes_itself_with_E_only_when_a_python_variable_matters(
+        wrap, tmp_path, env, isolated):
+    w = wrap("--no-register", "--", "sleep", "30", env={"PATH": "/usr/bin:/bin", **env},
+             cwd=run_from(tmp_path))
+    wait_until(lambda: w.children(), message="child running")
+    assert ("-E" in psutil.Process(w.pid).cmdline()) == isolated
 
 
 @pytest.mark.parametrize("shebang", ["{python} -Es", "{python}"],
