@@ -48,8 +48,8 @@ def _raw_exec_environ() -> dict[bytes, bytes] | None:
 # Set in many images and unable to change what svcwrap does: not worth a
 # second interpreter start-up. (Names with an underscore, such as the official
 # python image's PYTHON_VERSION, are not the interpreter's in 3.11.)
-HARMLESS = frozenset({"PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED",
-                      "PYTHONIOENCODING", "PYTHONNOUSERSITE"})
+HARMLESS = frozenset({"PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX",
+                      "PYTHONHASHSEED", "PYTHONIOENCODING", "PYTHONNOUSERSITE"})
 
 
 def needs_isolation() -> bool:
