@@ -197,6 +197,14 @@ class Container:
     def host_pid(self) -> int:
         return int(self.inspect("{{.State.Pid}}"))
 
+    def exec(self, *command: str) -> str:
+        """`docker exec` in the running container; its stdout."""
+        return docker("exec", self.id, *command).stdout
+
+    def output(self) -> str:
+        """What the container wrote to stdout (svcwrap logs to stderr)."""
+        return docker("logs", self.id).stdout
+
     def logs(self) -> str:
         proc = docker("logs", self.id, check=False)
         return proc.stdout + proc.stderr
