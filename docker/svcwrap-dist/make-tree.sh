@@ -73,9 +73,12 @@ fi
 
 # ---- sourceless bytecode -------------------------------------------------------------------
 # -b writes legacy foo.pyc beside foo.py, which is imported when foo.py is gone.
-SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-315532800} "$T/bin/$PY" -I -S -m compileall -q -b -j0 "$STD" >/dev/null
+# A fixed hash seed (env -i, not -I/-E, which would ignore it) orders set constants the same every time;
+# SOURCE_DATE_EPOCH makes the .pyc headers hash-based: the same tree byte for byte.
+env -i PYTHONHASHSEED=0 SOURCE_DATE_EPOCH=315532800 "$T/bin/$PY" -S -m compileall -q -b -j0 "$STD" >/dev/null
 find "$STD" -name '*.py' -type f -delete
 find "$STD" -name __pycache__ -prune -exec rm -rf {} +
+find "$T" -xtype l -delete   # links to removed sources (_sysconfigdata)
 
 # ---- smoke test, then the tarball ----------------------------------------------------------
 env -i "$T/bin/svcwrap" --version
