@@ -51,10 +51,12 @@ def venv_install(out_dir: Path) -> Path:
         raise Unavailable(f"{DEBIAN_PYTHON} (Debian's python3.11) is not installed")
     venv = out_dir / "venv-wheels"
     script = venv / "bin" / "svcwrap"
-    if not script.exists():
+    if not (venv / "bin" / "pip").exists():
         subprocess.run([DEBIAN_PYTHON, "-m", "venv", str(venv)], check=True, capture_output=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-index", "--find-links",
-                        str(WHEELHOUSE), "svcwrap"], check=True, capture_output=True)
+    # every time: the wheelhouse holds the svcwrap the tree was built from
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
+                    "--no-index", "--find-links", str(WHEELHOUSE), "--force-reinstall", "svcwrap"],
+                   check=True, capture_output=True)
     return script
 
 
