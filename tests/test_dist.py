@@ -231,6 +231,16 @@ def test_the_child_gets_exactly_the_environment_svcwrap_was_given(run: RunIn) ->
     assert not [v for v in child_env if v.startswith(("LD_", "LC_", "LANG", "_PYI"))], child_env
 
 
+def test_svcwrap_itself_is_pid_1_and_the_child_its_direct_child(run: RunIn) -> None:
+    # the launcher is a script run by the tree's interpreter: no bootloader process, no re-exec
+    container = run("--no-register", "--", "sh", "-c",
+                    "tr '\\0' ' ' </proc/1/cmdline; echo; grep ^PPid: /proc/$$/status; exit 0")
+    assert exited(container) == 0, container.describe()
+    out = container.output()
+    assert out.startswith("/opt/svcwrap/bin/python3.11 -IS /opt/svcwrap/bin/svcwrap --no-register -- sh"), out
+    assert status_field(out, "PPid") == "1", out
+
+
 def test_the_child_starts_with_no_blocked_and_no_ignored_signals(run: RunIn) -> None:
     # cat is exec'd by svcwrap directly (no shell in between to change anything)
     container = run("--no-register", "--", "cat", "/proc/self/status")

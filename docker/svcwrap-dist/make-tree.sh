@@ -42,6 +42,7 @@ for whl in "$wheelhouse"/*.whl; do
     $PY -I -m zipfile -e "$whl" "$STD"
 done
 launcher=$(echo "$STD"/svcwrap-*.data/scripts/svcwrap)
+# -IS, not -I -S: Linux passes everything after the interpreter as ONE argument.
 { echo "#!$T/bin/$PY -IS"; tail -n +2 "$launcher"; } >"$T/bin/svcwrap"
 chmod 755 "$T/bin/svcwrap"
 rm -rf "$STD"/*.data "$STD"/bin
