@@ -43,9 +43,18 @@ OPTIONS: list[tuple[str, str | None, bool, str]] = [
     ("--stop-timeout", "DUR", False, "SIGKILL the child this long after the stop signal [9s]"),
     ("--single-child", None, False, "signal the child alone, not its process group"),
     ("--no-register", None, False, "do not talk to Consul: run as a plain init"),
-    ("--consul", "ADDR", False, "Consul agent: host:port, http://, https:// "
+    ("--consul", "ADDR", False, "Consul agent: host:port, http://, https://, unix:///PATH "
                                 "[CONSUL_HTTP_ADDR, else 127.0.0.1:8500]"),
     ("--token-file", "PATH", False, "file holding the ACL token [CONSUL_HTTP_TOKEN_FILE]"),
+    # -- Consul hardening (issue 9) --
+    ("--leave-timeout", "DUR", False, "how long a stop waits to leave Consul before the "
+                                      "child is signalled [1s]"),
+    ("--pass-token", None, False, "let the child and exec probes inherit CONSUL_HTTP_TOKEN "
+                                  "and CONSUL_HTTP_TOKEN_FILE"),
+    ("--probe-insecure", None, False, "do not verify https probe certificates (loopback "
+                                      "targets never are)"),
+    ("--notify-access", "WHO", False, "who may send READY=1: main (the child) or all "
+                                      "(any descendant) [main]"),
     ("--log-format", "FMT", False, "text or json [text]"),
     ("--log-level", "LEVEL", False, "debug, info, warning or error [info]"),
 ]
@@ -281,7 +290,11 @@ def parse_consul(src: _Source, environ: dict[str, str]) -> ConsulConfig:
     if "://" in raw:
         scheme, rest = raw.split("://", 1)
         if scheme == "unix":
-            raise UsageError(f"{where}: unix:// sockets are not supported; give host:port")
+            if not rest.startswith("/"):
+                raise UsageError(f"{where}: {raw!r}: give unix:///absolute/path")
+            token, token_file = read_token(src, environ)
+            return ConsulConfig("unix", rest, 0, token, True, None, "", token_file,
+                                src.duration("--leave-timeout", 1.0))
         if scheme not in ("http", "https"):
             raise UsageError(f"{where}: unknown protocol scheme {scheme!r} (use host:port, "
                              "http:// or https://)")
@@ -320,11 +333,13 @@ def parse_consul(src: _Source, environ: dict[str, str]) -> ConsulConfig:
     server_name = environ.get("CONSUL_TLS_SERVER_NAME", "")
     if server_name.count(":") == 1:
         server_name = server_name.split(":")[0]
-    return ConsulConfig(scheme, host, port, read_token(src, environ), verify,
-                        (cert_file, key_file) if cert_file else None, server_name)
+    token, token_file = read_token(src, environ)
+    return ConsulConfig(scheme, host, port, token, verify,
+                        (cert_file, key_file) if cert_file else None, server_name, token_file,
+                        src.duration("--leave-timeout", 1.0))
 
 
-def read_token(src: _Source, environ: dict[str, str]) -> Secret:
+def read_token(src: _Source, environ: dict[str, str]) -> tuple[Secret, str]:
     """The token file wins over CONSUL_HTTP_TOKEN, as in Consul's own client.
 
     There is deliberately no --token flag: a command line is visible to
@@ -340,8 +355,8 @@ def read_token(src: _Source, environ: dict[str, str]) -> Secret:
         except OSError as err:
             raise UsageError(f"{where}: cannot read {path}: {err.strerror}")
         if token:
-            return Secret(token)
-    return Secret(environ.get("CONSUL_HTTP_TOKEN", ""))
+            return Secret(token), path
+    return Secret(environ.get("CONSUL_HTTP_TOKEN", "")), ""
 
 
 def parse(argv: list[str], environ: dict[str, str]) -> tuple[Config, list[str]]:
