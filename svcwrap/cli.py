@@ -421,7 +421,12 @@ def parse(argv: list[str], environ: dict[str, str]) -> tuple[Config, list[str]]:
         ttl=ttl,
         deregister_after=deregister_after,
         drain=src.duration("--drain", 0.0),
+        probe_insecure=src.switch("--probe-insecure"),
+        notify_access=src.value("--notify-access") or "main",
     )
+    if health.notify_access not in ("main", "all"):
+        raise UsageError(f"{src.where('--notify-access')}: {health.notify_access!r} is not "
+                         "main or all")
 
     service = None
     consul = None
@@ -436,8 +441,14 @@ def parse(argv: list[str], environ: dict[str, str]) -> tuple[Config, list[str]]:
             address=parse_address(src.value("--address") or "auto", src.where("--address")),
         )
         consul = parse_consul(src, environ)
+    child_environ = environ
+    if register and not src.switch("--pass-token"):
+        # The token is svcwrap's: a child that drops privileges would show it
+        # in /proc/PID/environ, and it registers rogue instances (as Nomad does).
+        child_environ = {k: v for k, v in environ.items()
+                         if k not in ("CONSUL_HTTP_TOKEN", "CONSUL_HTTP_TOKEN_FILE")}
     return Config(register, supervisor, service, health, consul, log_format, log_level,
-                  environ), warnings
+                  child_environ), warnings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -460,11 +471,12 @@ def run(config: Config, log: Logger) -> int:
     supervisor.prepare()
     environ = config.environ
     notify = None
-    if config.health.ready.kind == "notify":
+    # Without Consul nothing waits for READY=1: then there is no socket at all.
+    if config.register and config.health.ready.kind == "notify":
         from svcwrap.notify import NotifySocket
 
         try:
-            notify = NotifySocket(config.health.ready.socket)
+            notify = NotifySocket(config.health.ready.socket, config.health.notify_access)
         except OSError as err:
             log.error("cannot create notify socket", socket=config.health.ready.socket,
                       error=err.strerror)
@@ -475,6 +487,8 @@ def run(config: Config, log: Logger) -> int:
     except SpawnError as err:
         log.error("cannot start child", error=str(err))
         return err.code
+    if notify is not None:
+        notify.child_pid = pid
     # Only now, with the child running, is anything heavy imported.
     if config.register:
         from svcwrap.lifecycle import ConsulDiscovery

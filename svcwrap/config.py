@@ -147,11 +147,12 @@ class HealthConfig:
     """Readiness before registration, health checks and TTL afterwards."""
 
     __slots__ = ("ready", "ready_timeout", "check", "check_interval", "ttl",
-                 "deregister_after", "drain")
+                 "deregister_after", "drain", "probe_insecure", "notify_access")
 
     def __init__(self, ready: ProbeSpec, ready_timeout: float, check: ProbeSpec,
                  check_interval: float, ttl: float, deregister_after: float,
-                 drain: float) -> None:
+                 drain: float, probe_insecure: bool = False,
+                 notify_access: str = "main") -> None:
         self.ready = ready
         self.ready_timeout = ready_timeout  # 0 = wait forever
         self.check = check
@@ -159,6 +160,8 @@ class HealthConfig:
         self.ttl = ttl
         self.deregister_after = deregister_after
         self.drain = drain
+        self.probe_insecure = probe_insecure  # https probes: skip verification everywhere
+        self.notify_access = notify_access    # who may send READY=1: "main" or "all"
 
 
 class ConsulConfig:

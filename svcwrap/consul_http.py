@@ -148,12 +148,13 @@ class AgentHTTP:
     # -- the one public call -------------------------------------------------
     def request(self, method: str, path: str, *, params: dict[str, str] | None = None,
                 body: bytes | None = None, deadline: float = 2.0,
-                max_body: int = DEFAULT_MAX_BODY) -> Response:
+                max_body: int = DEFAULT_MAX_BODY, cut: bool = False) -> Response:
         """Send one request; return the whole answer within `deadline` seconds.
 
         Raises ConsulUnavailable on any transport error, on the deadline,
-        or on an answer larger than max_body bytes. HTTP error statuses are
-        returned, not raised.
+        or on an answer larger than max_body bytes (with cut=True, keeps its
+        first max_body bytes instead and drops the connection). HTTP error
+        statuses are returned, not raised.
         """
         until = time.monotonic() + deadline
         target = urllib.parse.quote(path, safe="/:")
@@ -162,13 +163,13 @@ class AgentHTTP:
         request = self._encode(method, target, body)
         try:
             try:
-                return self._exchange(request, method, until, max_body)
+                return self._exchange(request, method, until, max_body, cut)
             except (ConnectionError, BrokenPipeError) as err:
                 # A kept-alive connection the agent closed while idle: one
                 # fresh try (every call svcwrap makes is idempotent).
                 if not getattr(err, "_reused", False):
                     raise
-                return self._exchange(request, method, until, max_body)
+                return self._exchange(request, method, until, max_body, cut)
         except _Deadline:
             self.close()
             raise ConsulUnavailable(f"no complete answer within {deadline:g}s") from None
@@ -217,7 +218,8 @@ class AgentHTTP:
             lines.append("Content-Length: 0")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
 
-    def _exchange(self, request: bytes, method: str, until: float, max_body: int) -> Response:
+    def _exchange(self, request: bytes, method: str, until: float, max_body: int,
+                  cut: bool) -> Response:
         reused = self.conn is not None and self.conn.used
         if self.conn is None:
             self.conn = self._connect(until)
@@ -237,7 +239,7 @@ class AgentHTTP:
             err._reused = reused  # type: ignore[attr-defined]
             raise
         status, headers = parse_head(head)
-        body, keep = self._read_body(conn, method, status, headers, until, max_body)
+        body, keep = self._read_body(conn, method, status, headers, until, max_body, cut)
         if keep:
             conn.used = True
         else:
@@ -245,7 +247,7 @@ class AgentHTTP:
         return Response(status, headers, body)
 
     def _read_body(self, conn: _Conn, method: str, status: int, headers: dict[str, str],
-                   until: float, max_body: int) -> tuple[bytes, bool]:
+                   until: float, max_body: int, cut: bool) -> tuple[bytes, bool]:
         keep = headers.get("connection", "").lower() != "close"
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             return b"", keep
@@ -264,7 +266,10 @@ class AgentHTTP:
                     return b"".join(parts), keep
                 total += size
                 if total > max_body:
-                    raise _TooLarge()
+                    if not cut:
+                        raise _TooLarge()
+                    parts.append(conn.read_exact(size - (total - max_body), until))
+                    return b"".join(parts), False
                 parts.append(conn.read_exact(size, until))
                 conn.read_line(until)
         if "content-length" in headers:
@@ -275,9 +280,16 @@ class AgentHTTP:
             if length < 0:
                 raise ConsulUnavailable("malformed Content-Length")
             if length > max_body:
-                raise _TooLarge()
+                if not cut:
+                    raise _TooLarge()
+                return conn.read_exact(max_body, until), False
             return conn.read_exact(length, until), keep
-        return conn.read_to_close(until, max_body), False
+        try:
+            return conn.read_to_close(until, max_body), False
+        except _TooLarge:
+            if not cut:
+                raise
+            return conn.buf[:max_body], False
 
     def _connect(self, until: float) -> _Conn:
         c = self.config

@@ -122,5 +122,5 @@ def test_svcwrap_sends_register_then_passing_updates_then_deregister_in_that_ord
     assert {r.path for r in updates} == {f"/v1/agent/check/update/{svc.check_id}"}
     assert {r.body["Status"] for r in updates} == {"passing"}
     register = sent[0]
-    check = {k.lower(): v for k, v in register.body["checks"][0].items()}
+    check = {k.lower(): v for k, v in register.body["Check"].items()}
     assert check["ttl"] == "600ms" and check["status"] == "passing"
