@@ -249,8 +249,10 @@ class ConsulDiscovery(Discovery):
                 for attempt in self._retrying(give_up_after=interval):
                     with attempt:
                         self._report(result.status, result.output)
-            except ConsulUnavailable:
-                pass  # logged once by _consul_failed; the next beat tries again
+            except ConsulUnavailable as err:
+                # Logged once (a call that outlasts the interval gets no retry,
+                # so no before_sleep either); the next beat tries again.
+                self._unavailable(err)
             except NotRegistered as err:
                 self.log.warning("agent forgot the service again", error=str(err))
 
@@ -300,7 +302,11 @@ class ConsulDiscovery(Discovery):
         if isinstance(error, NotRegistered):
             self.log.warning("agent does not know the service, registering again",
                              id=self.service.id)
-        elif self.consul_ok:
+        else:
+            self._unavailable(error)
+
+    def _unavailable(self, error: BaseException | None) -> None:
+        if self.consul_ok:
             self.consul_ok = False
             self.log.warning("consul unavailable, retrying", error=str(error))
 
