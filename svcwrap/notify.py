@@ -94,6 +94,8 @@ class NotifySocket:
         return data.decode("utf-8", "replace").splitlines()
 
     def allowed(self, pid: int) -> bool:
+        # As with systemd, a descendant that exited before its datagram was
+        # read can no longer be placed in the tree, and is not heard.
         if pid <= 0:
             return False  # from outside our PID namespace
         if pid == self.child_pid:

@@ -6,11 +6,9 @@ from __future__ import annotations
 import gzip
 import http.server
 import socketserver
-import ssl
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -18,6 +16,7 @@ from svcwrap.cli import parse
 from svcwrap.consul_http import AgentHTTP, ConsulUnavailable
 from svcwrap.config import ConsulConfig, Secret
 from tests.consul_double import start
+from tests.tls_support import https_server, tls_files  # noqa: F401 (a fixture)
 
 TOKEN = "70ken-for-the-transport"
 
@@ -140,34 +139,10 @@ def test_a_unix_socket_agent_address_works_as_in_consuls_client(tmp_path):
         server.server_close()
 
 
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory) -> dict[str, Path]:
-    """A CA and a server certificate for consul.internal (and 127.0.0.1)."""
-    d = tmp_path_factory.mktemp("tls")
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
-
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
-            "ca.pem", "-days", "2", "-subj", "/CN=test CA")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out",
-            "server.csr", "-subj", "/CN=consul.internal")
-    (d / "ext").write_text("subjectAltName=DNS:consul.internal\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext")
-    return {"ca": d / "ca.pem", "cert": d / "server.pem", "key": d / "server.key"}
-
-
 @pytest.fixture
 def tls_agent(tls_files):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tls_files["cert"], tls_files["key"])
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    serve(server)
-    yield f"https://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with https_server("127.0.0.1", tls_files) as url:
+        yield url
 
 
 def test_https_verifies_against_consul_cacert_with_consul_tls_server_name(tls_agent, tls_files):
