@@ -4,7 +4,6 @@ agent may be http, https or a unix socket (issue 9, section 3)."""
 from __future__ import annotations
 
 import gzip
-import http.server
 import socketserver
 import subprocess
 import threading
@@ -16,7 +15,7 @@ from svcwrap.cli import parse
 from svcwrap.consul_http import AgentHTTP, ConsulUnavailable
 from svcwrap.config import ConsulConfig, Secret
 from tests.consul_double import start
-from tests.tls_support import https_server, tls_files  # noqa: F401 (a fixture)
+from tests.tls_support import Hello, https_server, tls_files  # noqa: F401 (a fixture)
 
 TOKEN = "70ken-for-the-transport"
 
@@ -97,20 +96,6 @@ def test_http_proxy_variables_are_never_used(consul_double, monkeypatch):
         trap.stop()
 
 
-class _Hello(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:  # noqa: N802
-        body = b"hello " + self.path.encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
@@ -128,7 +113,7 @@ def serve(server) -> threading.Thread:
 
 def test_a_unix_socket_agent_address_works_as_in_consuls_client(tmp_path):
     path = tmp_path / "consul.sock"
-    server = _UnixServer(str(path), _Hello)
+    server = _UnixServer(str(path), Hello)
     serve(server)
     try:
         agent = agent_for(f"unix://{path}")

@@ -30,7 +30,8 @@ def tls_files(tmp_path_factory) -> dict[str, Path]:
     return {"ca": d / "ca.pem", "cert": d / "server.pem", "key": d / "server.key"}
 
 
-class _Hello(http.server.BaseHTTPRequestHandler):
+class Hello(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with 200 "hello PATH"."""
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:  # noqa: N802
@@ -47,7 +48,7 @@ class _Hello(http.server.BaseHTTPRequestHandler):
 @contextmanager
 def https_server(host: str, files: dict[str, Path]) -> Iterator[str]:
     """An https server on host answering 200 "hello PATH"; yields its base URL."""
-    server = http.server.ThreadingHTTPServer((host, 0), _Hello)
+    server = http.server.ThreadingHTTPServer((host, 0), Hello)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(files["cert"], files["key"])
     server.socket = context.wrap_socket(server.socket, server_side=True)
