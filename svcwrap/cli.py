@@ -82,7 +82,9 @@ def help_text() -> str:
               "the flag wins. Durations use Go syntax: 500ms, 10s, 1m30s.",
               "Consul client variables: CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN,",
               "CONSUL_HTTP_TOKEN_FILE, CONSUL_HTTP_SSL, CONSUL_HTTP_SSL_VERIFY, CONSUL_CACERT,",
-              "CONSUL_CAPATH, CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME."]
+              "CONSUL_CAPATH, CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME.",
+              "When registering, the child and exec probes do not inherit CONSUL_HTTP_TOKEN",
+              "or CONSUL_HTTP_TOKEN_FILE (see --pass-token); HTTP(S)_PROXY is never used."]
     return "\n".join(lines) + "\n"
 
 

@@ -109,3 +109,26 @@ def test_address_auto_sends_no_address_for_a_local_agent_and_an_ip_is_sent_as_gi
     assert Registry(given.consul, given.service, given.health, "").address == "192.0.2.7"
     iface = parse(["--name", "web", "--address", "iface:lo", "--", "true"], {})[0]
     assert Registry(iface.consul, iface.service, iface.health, "").address == "127.0.0.1"
+
+
+@pytest.mark.parametrize("flags,message", [
+    (("--notify-access", "everyone"), "--notify-access: 'everyone' is not main or all"),
+    (("--leave-timeout", "1"), "--leave-timeout: missing unit"),
+    (("--consul", "unix://relative.sock"), "give unix:///absolute/path"),
+])
+def test_bad_hardening_options_are_one_line_naming_the_flag(flags, message):
+    from svcwrap.cli import UsageError
+
+    with pytest.raises(UsageError, match=message):
+        consul_config({}, *flags)
+
+
+def test_the_child_keeps_consul_http_token_without_registration_or_with_pass_token(tmp_path):
+    (tmp_path / "t").write_text("abc")
+    env = {"CONSUL_HTTP_TOKEN": "abc", "CONSUL_HTTP_TOKEN_FILE": str(tmp_path / "t")}
+    plain, _ = parse(["--no-register", "--", "true"], env)
+    passed, _ = parse(["--name", "web", "--pass-token", "--", "true"], env)
+    stripped, _ = parse(["--name", "web", "--", "true"], env)
+    assert plain.environ == env and passed.environ == env
+    assert "CONSUL_HTTP_TOKEN" not in stripped.environ
+    assert "CONSUL_HTTP_TOKEN_FILE" not in stripped.environ
