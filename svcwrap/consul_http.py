@@ -310,6 +310,9 @@ class AgentHTTP:
                 # or a name in /etc/hosts in every deployment svcwrap targets.
                 sock = socket.create_connection((c.host, c.port), timeout=left)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                # The stop's connection may idle for days: let the kernel notice
+                # one a NAT or the agent silently forgot.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         except (socket.timeout, TimeoutError):
             raise _Deadline() from None
         if self._tls is not None:

@@ -6,7 +6,6 @@ the supervisor's, and every one is bounded by a timeout.
 """
 from __future__ import annotations
 
-import http.client
 import os
 import select
 import socket
@@ -155,8 +154,18 @@ def http_get(url: str, timeout: float, insecure: bool = False) -> Result:
     except ConsulUnavailable as err:
         return Result(CRITICAL, f"HTTP GET {url}: {err}")
     status = PASSING if 200 <= response.status < 400 else CRITICAL
-    reason = http.client.responses.get(response.status, "")
+    reason = REASONS.get(response.status, "")
     return Result(status, f"HTTP GET {url}: {response.status} {reason} Output: {response.text}")
+
+
+# The common ones, for Consul's Output format ("503 Service Unavailable"):
+# http.client's full table costs 40 ms of imports (the email package).
+REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content",
+           301: "Moved Permanently", 302: "Found", 304: "Not Modified",
+           307: "Temporary Redirect", 308: "Permanent Redirect", 400: "Bad Request",
+           401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 429: "Too Many Requests",
+           500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
+           504: "Gateway Timeout"}
 
 
 def is_loopback(host: str) -> bool:
