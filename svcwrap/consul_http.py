@@ -157,7 +157,7 @@ class AgentHTTP:
         statuses are returned, not raised.
         """
         until = time.monotonic() + deadline
-        target = urllib.parse.quote(path, safe="/:")
+        target = urllib.parse.quote(path, safe="/:@!$&'()*+,;=~")
         if params:
             target += "?" + urllib.parse.urlencode(params)
         request = self._encode(method, target, body)
