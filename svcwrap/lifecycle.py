@@ -85,6 +85,9 @@ class ConsulDiscovery(Discovery):
             # before the worker has noted that the registration succeeded.
             self.must_deregister = (self.state in ("registering", "registered")
                                     and self.registry is not None)
+            # Only a registration can bring the service back: an update in
+            # flight meets a 404 once it is gone, and nothing registers again
+            # once leaving is set. So only a registration is outlasted.
             self.raced = self.in_flight == "register"
             self.leaving.set()
         if not self.must_deregister:
@@ -195,7 +198,7 @@ class ConsulDiscovery(Discovery):
         except (ConsulUnavailable, NotRegistered):
             return False  # only when leaving
         if self.leaving.is_set():
-            return False  # leave() came first; it deregisters (under the lock)
+            return False  # leave() came first; the leave thread deregisters
         self.state = "registered"
         self.stage.set()  # the leave thread opens its connection now
         self._consul_back()
