@@ -125,37 +125,52 @@ def tcp(host: str, port: int, timeout: float) -> Result:
         return Result(CRITICAL, f"TCP connect {host}:{port}: {err.strerror or err}")
 
 
-def http_get(url: str, timeout: float, insecure: bool = False) -> Result:
-    """2xx and 3xx pass (redirects are not followed), like Consul's HTTP check.
+class HTTPProbe:
+    """GET url: 2xx and 3xx pass (redirects are not followed), like Consul's HTTP check.
 
     The whole exchange has one deadline (a trickling endpoint cannot hold
     the probe past it) and only the first OUTPUT_LIMIT bytes of the body are
     read. HTTPS certificates are verified unless the target is a loopback
     address (svcwrap's own child, often with a self-signed certificate) or
-    --probe-insecure is given.
+    --probe-insecure is given. Built once per probe (the TLS context loads
+    the CA store), with a fresh connection for every run.
     """
-    from svcwrap.config import ConsulConfig, Secret
-    from svcwrap.consul_http import AgentHTTP, ConsulUnavailable
 
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or "127.0.0.1"
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        return Result(CRITICAL, f"HTTP GET {url}: bad port")
-    verify = parts.scheme == "https" and not insecure and not is_loopback(host)
-    # The bounded agent transport serves the probe too: an endpoint, no token.
-    target = ConsulConfig(parts.scheme, host, port, Secret(""), verify, None, "")
-    params = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True)) or None
-    try:
-        response = AgentHTTP(target).request(
-            "GET", urllib.parse.unquote(parts.path or "/"), params=params, deadline=timeout,
-            max_body=OUTPUT_LIMIT, cut=True)
-    except ConsulUnavailable as err:
-        return Result(CRITICAL, f"HTTP GET {url}: {err}")
-    status = PASSING if 200 <= response.status < 400 else CRITICAL
-    reason = REASONS.get(response.status, "")
-    return Result(status, f"HTTP GET {url}: {response.status} {reason} Output: {response.text}")
+    def __init__(self, url: str, timeout: float, insecure: bool = False) -> None:
+        from svcwrap.config import ConsulConfig, Secret
+        from svcwrap.consul_http import AgentHTTP
+
+        self.url = url
+        self.timeout = timeout
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or "127.0.0.1"
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            port = 0  # every run reports the bad port
+        verify = parts.scheme == "https" and not insecure and not is_loopback(host)
+        # The bounded agent transport serves the probe too: an endpoint, no token.
+        self.http = AgentHTTP(ConsulConfig(parts.scheme, host, port, Secret(""), verify,
+                                           None, ""))
+        self.path = urllib.parse.unquote(parts.path or "/")
+        self.params = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True)) or None
+
+    def __call__(self) -> Result:
+        from svcwrap.consul_http import ConsulUnavailable
+
+        if not self.http.config.port:
+            return Result(CRITICAL, f"HTTP GET {self.url}: bad port")
+        try:
+            response = self.http.request("GET", self.path, params=self.params,
+                                         deadline=self.timeout, max_body=OUTPUT_LIMIT, cut=True)
+        except ConsulUnavailable as err:
+            return Result(CRITICAL, f"HTTP GET {self.url}: {err}")
+        finally:
+            self.http.close()
+        status = PASSING if 200 <= response.status < 400 else CRITICAL
+        reason = REASONS.get(response.status, "")
+        return Result(status, f"HTTP GET {self.url}: {response.status} {reason} "
+                              f"Output: {response.text}")
 
 
 # The common ones, for Consul's Output format ("503 Service Unavailable"):
@@ -230,7 +245,7 @@ def _probe(spec: ProbeSpec, timeout: float, statuses: ExitStatuses,
     if spec.kind == "tcp":
         return lambda: tcp(spec.host, spec.port, timeout)
     if spec.kind == "http":
-        return lambda: http_get(spec.url, timeout, insecure)
+        return HTTPProbe(spec.url, timeout, insecure)
     if spec.kind == "exec":
         return lambda: run_exec(spec.argv, timeout, statuses)
     return lambda: Result(PASSING, "service process is running")
