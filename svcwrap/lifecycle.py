@@ -181,7 +181,7 @@ class ConsulDiscovery(Discovery):
         return Retrying(stop=stop, retry=retry_if_exception_type((ConsulUnavailable, *also)),
                         wait=wait_random_exponential(multiplier=0.05,
                                                      max=min(5.0, self.health.ttl / 2)),
-                        sleep=self.leaving.wait, before_sleep=self._consul_failed,
+                        sleep=self._sleep, before_sleep=self._consul_failed,
                         reraise=True)
 
     def _register(self) -> bool:
@@ -258,6 +258,10 @@ class ConsulDiscovery(Discovery):
                 self._unavailable(err)
             except NotRegistered as err:
                 self.log.warning("agent forgot the service again", error=str(err))
+
+    def _sleep(self, seconds: float) -> None:
+        """tenacity's pause between retries (it stops itself once leaving)."""
+        self._pause_until(time.monotonic() + seconds)
 
     def _pause_until(self, when: float) -> bool:
         """Wait for the next beat; True if leaving. With --ready notify the

@@ -4,6 +4,7 @@ agent may be http, https or a unix socket (issue 9, section 3)."""
 from __future__ import annotations
 
 import gzip
+import http.server
 import socketserver
 import subprocess
 import threading
@@ -167,3 +168,63 @@ def test_an_error_message_never_holds_the_token(consul_double):
     with pytest.raises(ConsulUnavailable) as err:
         AgentHTTP(config).request("GET", "/v1/status/leader")
     assert TOKEN not in str(err.value)
+
+
+class _Shapes(http.server.BaseHTTPRequestHandler):
+    """Answers in the three ways HTTP/1.1 frames a body."""
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.send_response(200)
+        if self.path == "/chunked":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for part in (b"alpha-", b"beta-", b"gamma"):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+            self.wfile.write(b"0\r\n\r\n")
+        else:  # no length: the body ends when the connection does
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(b"until-close-" * 100)
+            self.close_connection = True
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+class _QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        pass  # a client that cut an answer short resets the connection: expected here
+
+
+@pytest.fixture
+def shapes():
+    server = _QuietServer(("127.0.0.1", 0), _Shapes)
+    serve(server)
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_chunked_answer_is_joined_and_capped(shapes):
+    agent = agent_for(shapes)
+    assert agent.request("GET", "/chunked").body == b"alpha-beta-gamma"
+    assert agent.request("GET", "/chunked").body == b"alpha-beta-gamma"  # kept alive
+    with pytest.raises(ConsulUnavailable, match="larger than 10 bytes"):
+        agent.request("GET", "/chunked", max_body=10)
+    assert agent.request("GET", "/chunked", max_body=10, cut=True).body == b"alpha-beta"
+
+
+def test_an_answer_without_length_ends_with_the_connection_and_is_capped(shapes):
+    agent = agent_for(shapes)
+    assert agent.request("GET", "/close").body == b"until-close-" * 100
+    with pytest.raises(ConsulUnavailable, match="larger than 100 bytes"):
+        agent.request("GET", "/close", max_body=100)
+    assert agent.request("GET", "/close", max_body=12, cut=True).body == b"until-close-"
+
+
+def test_cut_keeps_the_first_bytes_of_a_long_answer(consul_double):
+    consul_double.double.fail_with(200, "x" * 100_000)
+    answer = agent_for(consul_double.addr).request("GET", "/v1/status/leader", max_body=4096,
+                                                   cut=True)
+    assert answer.body == b"x" * 4096
