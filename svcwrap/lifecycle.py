@@ -214,7 +214,17 @@ class ConsulDiscovery(Discovery):
             return
         try:
             self.registry.register(status, output)
-            # A re-registration keeps a check's old status, so report it explicitly.
+        finally:
+            self._end()
+        # A re-registration keeps a check's old status, so report it explicitly
+        # (an update, which cannot bring the service back: see leave()).
+        self._update(status, output)
+
+    def _update(self, status: str, output: str) -> None:
+        assert self.registry is not None
+        if not self._begin("update"):
+            return
+        try:
             self.registry.update(status, output)
             self.check_status = status
         finally:
@@ -287,14 +297,8 @@ class ConsulDiscovery(Discovery):
         from svcwrap.registry import NotRegistered
 
         assert self.registry is not None
-        if not self._begin("update"):
-            return
         try:
-            try:
-                self.registry.update(status, output)
-                self.check_status = status
-            finally:
-                self._end()
+            self._update(status, output)
         except NotRegistered:
             self.log.warning("agent does not know the service, registering again",
                              id=self.service.id)

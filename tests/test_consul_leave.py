@@ -102,7 +102,7 @@ def test_a_deregistration_the_agent_processed_late_is_never_logged_as_failed(
     svc = Service(consul_double, tmp_path)
     w = wrap_pid1(*svc.args("--ready", "none", ttl="30s",
                             child=term_clock(tmp_path / "term", hold=1.5)), env=svc.env())
-    wait_until(svc.is_passing, timeout=10, message="passing")
+    wait_until(lambda: " registered " in w.stderr_so_far(), timeout=10, message="registered")
     consul_double.double.delay(1.5)  # past the 1 s leave timeout
     w.kill(signal.SIGTERM)
     assert w.wait() == 0
