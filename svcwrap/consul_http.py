@@ -188,6 +188,9 @@ class AgentHTTP:
         if self.conn is None:
             try:
                 self.conn = self._connect(time.monotonic() + deadline)
+                # It will idle until used: the agent may have closed it by
+                # then, so it gets the one fresh try a kept-alive one gets.
+                self.conn.used = True
             except _Deadline:
                 raise ConsulUnavailable(f"no connection within {deadline:g}s") from None
             except OSError as err:

@@ -228,3 +228,11 @@ def test_cut_keeps_the_first_bytes_of_a_long_answer(consul_double):
     answer = agent_for(consul_double.addr).request("GET", "/v1/status/leader", max_body=4096,
                                                    cut=True)
     assert answer.body == b"x" * 4096
+
+
+def test_a_connection_opened_ahead_that_the_agent_dropped_is_reopened_once(consul_double):
+    agent = agent_for(consul_double.addr)
+    agent.connect()
+    consul_double.double.refuse_connections(True)   # drops the idle connection
+    consul_double.double.refuse_connections(False)
+    assert agent.request("GET", "/v1/status/leader").status == 200
