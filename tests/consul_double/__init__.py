@@ -76,7 +76,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Iterable, List, Optional, Union
+from typing import Callable, Dict, Iterable, List, Optional, Union
 
 from .http import Agent, DoubleHTTPServer, RequestRecord
 from .keyacl import parse_tokens
@@ -177,9 +177,15 @@ class DoubleHandle:
         """Behave like an agent replaced with an empty data dir: all services and checks gone."""
         self._agent.state.forget_everything()
 
-    def fail_with(self, status: Optional[int], body: str = "injected failure") -> None:
-        """Answer every request with ``status`` and a text ``body``; ``None`` turns it off."""
-        self._agent.failure = None if status is None else (int(status), body)
+    def fail_with(self, status: Optional[int], body: Union[str, bytes] = "injected failure",
+                  headers: Optional[Dict[str, str]] = None) -> None:
+        """Answer every request with ``status``, ``body`` (text or raw bytes) and extra
+        ``headers`` (e.g. a lying ``Content-Encoding``); ``None`` turns it off."""
+        self._agent.failure = None if status is None else (int(status), body, dict(headers or {}))
+
+    def drip(self, seconds_per_byte: float) -> None:
+        """Send every answer one byte at a time, ``seconds_per_byte`` apart (0 turns it off)."""
+        self._agent.drip_seconds = max(0.0, float(seconds_per_byte))
 
     def lose_leader(self, lost: bool = True) -> None:
         """The servers lose their leader (§16.10): status/leader answers "", reads other than
