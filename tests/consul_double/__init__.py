@@ -42,7 +42,8 @@ Deliberate choices and known deviations:
 from __future__ import annotations
 
 import threading
-from typing import Iterable, List, Optional
+import time
+from typing import Callable, Iterable, List, Optional
 
 from .http import Agent, DoubleHTTPServer, RequestRecord
 from .state import AgentState
@@ -83,7 +84,7 @@ class DoubleHandle:
     def _serve(self) -> None:
         server = DoubleHTTPServer((self.host, self.port), self._agent)
         self.port = server.server_address[1]
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01},
                                   name="consul-double-http-%d" % self.port, daemon=True)
         thread.start()
         self._server, self._thread = server, thread
@@ -158,15 +159,17 @@ def start(
     node_name: str = "double-node",
     datacenter: str = "dc1",
     check_update_interval: float = 300.0,
+    clock: Callable[[], float] = time.monotonic,
 ) -> DoubleHandle:
     """Start a double on ``host:port`` (0 = any free port) and return its handle.
 
     Defaults are Consul's: ``check_deregister_interval_min`` 1m (``dcsa_min``),
     ``check_reap_interval`` 30s, ``check_output_max_size`` 4096, ``check_update_interval`` 5m.
+    ``clock`` replaces the agent's monotonic clock (a test's manual clock: see AgentState.tick).
     """
     state = AgentState(dcsa_min=dcsa_min, reap_interval=reap_interval, output_max_size=output_max_size,
                        check_update_interval=check_update_interval, node_name=node_name,
-                       datacenter=datacenter)
+                       datacenter=datacenter, clock=clock)
     agent = Agent(state, frozenset(t for t in acl_tokens if t), legacy)
     try:
         return DoubleHandle(agent, host, port)

@@ -161,6 +161,13 @@ class AgentState:
     def closed(self) -> bool:
         return self._closed
 
+    def tick(self) -> None:
+        """Act at once on every deadline ``clock()`` has passed: TTL expiry, deferred output sync,
+        the reaper. The ticker thread does this by itself; a test driving a manual clock calls it
+        after moving the clock, so that what follows sees the effects."""
+        with self.lock:
+            self._tick(self.clock())
+
     # ------------------------------------------------------------------ writes
     def register(self, sd: ServiceDefinition, check_types: List[CheckType], replace_existing: bool) -> None:
         """AddService (§2.3, §2.5)."""
