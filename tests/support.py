@@ -126,13 +126,16 @@ class Wrapped:
                         proc.kill()
                     except psutil.Error:
                         pass
-            for target in (pid, self.proc.pid):
-                try:
-                    if target > 0:
-                        os.kill(target, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            self.proc.wait(10)
+            try:
+                if pid > 0:
+                    os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:  # unshare reaps svcwrap and exits (killed with it, it would leave a zombie)
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
 
 
 CGROUPS = Path("/sys/fs/cgroup")
