@@ -22,10 +22,10 @@ from __future__ import annotations
 import json
 import os
 import time
-from contextlib import contextmanager
 import urllib.error
 import urllib.parse
 import urllib.request
+from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 
 import pytest
