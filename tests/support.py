@@ -4,8 +4,10 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -185,6 +187,49 @@ def pending_signals(pid: int) -> set[int]:
     with open(f"/proc/{pid}/status") as f:
         mask = int(next(line for line in f if line.startswith("ShdPnd:")).split()[1], 16)
     return {n for n in range(1, 65) if mask & (1 << (n - 1))}
+
+
+class HeldProxy:
+    """A TCP proxy to host:port that holds what clients send until release():
+    a test can then act while it knows a request is on its way (.holding)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.addr = "127.0.0.1:%d" % self.server.getsockname()[1]
+        self.holding = threading.Event()
+        self.released = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+                agent = socket.create_connection(self.upstream, timeout=10)
+            except OSError:
+                return
+            for src, dst, held in ((client, agent, True), (agent, client, False)):
+                threading.Thread(target=self._pump, args=(src, dst, held), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, held: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if held:
+                    self.holding.set()
+                    self.released.wait()
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                sock.close()
+
+    def release(self) -> None:
+        self.released.set()
+
+    def close(self) -> None:
+        self.released.set()
+        self.server.close()
 
 
 def skip_unless_pid1() -> None:
