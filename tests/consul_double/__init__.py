@@ -118,7 +118,7 @@ class DoubleHandle:
     def _serve(self) -> None:
         server = DoubleHTTPServer((self.host, self.port), self._agent)
         self.port = server.server_address[1]
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01},
                                   name="consul-double-http-%d" % self.port, daemon=True)
         thread.start()
         self._server, self._thread = server, thread
@@ -237,7 +237,7 @@ def start(
     ``limits.kv_max_value_size`` 512 KiB. ``acl_tokens`` are ``SECRET`` (allowed everything) or
     ``SECRET=RULES`` (only the key rules ``key:PREFIX``/``key-read:PREFIX``, see ``keyacl.py``);
     a bad rule is a ValueError. ``clock`` (monotonic seconds) drives TTLs, the reaper and blocking
-    ``wait``; after moving an injected clock on, call ``handle.state.clock_moved()``.
+    ``wait``; after moving an injected clock on, call ``handle.state.tick()``.
     """
     full_tokens, key_tokens = parse_tokens(acl_tokens)
     state = AgentState(dcsa_min=dcsa_min, reap_interval=reap_interval, output_max_size=output_max_size,
