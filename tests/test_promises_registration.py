@@ -19,7 +19,7 @@ def test_deregister_critical_service_after_is_sent_with_its_default_of_1m(wrap_p
     wrap_pid1(*double_svc.args(), env=double_svc.env())
     wait_until(double_svc.is_passing, timeout=10, message="service passing")
     register = next(r for r in double_svc.consul.double.requests if r.path == REGISTER)
-    check = {k.lower(): v for k, v in register.body["checks"][0].items()}
+    check = {k.lower(): v for k, v in register.body["Check"].items()}
     assert parse_duration(check["deregistercriticalserviceafter"]) == 60 * SECOND
 
 

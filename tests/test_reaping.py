@@ -31,7 +31,7 @@ def test_processes_left_when_the_main_child_exits_get_sigterm_before_svcwrap_exi
     # A background job in its own session, so it is not in the child's group.
     straggler = (f"trap 'echo TERM > {mark}; exit 0' TERM; touch {ready}; "
                  "while :; do sleep 0.05; done")
-    w = wrap("--no-register", "--", "sh", "-c",
+    w = wrap("--no-register", "--log-level", "debug", "--", "sh", "-c",
              f"setsid sh -c \"{straggler}\" & while [ ! -e {ready} ]; do sleep 0.01; done; exit 5")
     assert w.wait() == 5
     assert mark.read_text() == "TERM\n"
@@ -41,7 +41,7 @@ def test_processes_left_when_the_main_child_exits_get_sigterm_before_svcwrap_exi
 def test_processes_that_ignore_sigterm_are_killed_after_a_grace_bounded_by_stop_timeout(wrap, tmp_path):
     ready = tmp_path / "straggler-ready"
     straggler = f"trap '' TERM; touch {ready}; while :; do sleep 0.05; done"
-    w = wrap("--no-register", "--stop-timeout", "300ms", "--", "sh", "-c",
+    w = wrap("--no-register", "--log-level", "debug", "--stop-timeout", "300ms", "--", "sh", "-c",
              f"setsid sh -c \"{straggler}\" & while [ ! -e {ready} ]; do sleep 0.01; done; exit 0")
     wait_until(lambda: "stopping other processes" in w.stderr_so_far(), message="grace begun")
     begun = time.monotonic()
