@@ -1,0 +1,236 @@
+"""The one place that hears what happens to the service.
+
+Every state change and every event (a check result, a heartbeat, Consul
+going away, a signal forwarded, the child starting or exiting, maintenance)
+is reported here, by whichever thread saw it. The observer turns each
+report into, at the same moment and under one lock:
+
+* one log line (or none, when nothing changed),
+* the status snapshot that `svcwrap status` and `svcwrap healthcheck` read,
+* the Prometheus metrics, when `--metrics` is on (metrics.py).
+
+So the log, the status answer and the metrics can never disagree: none of
+them is computed anywhere else. Calls are cheap (no I/O but the log line,
+which is a single os.write the supervisor already does today), so the main
+thread may call in while forwarding signals and reaping.
+
+Imported only once the child runs (states.py imports enum).
+"""
+import threading
+import time
+
+from svcwrap.logs import Logger
+from svcwrap.states import CheckStatus, EventCode, ServiceState, StateMachine
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
+
+    from svcwrap.metrics import Metrics
+
+OUTPUT_IN_LOG = 200  # a check's output is cut to this in the log (in full in status)
+
+
+class Observer:
+    def __init__(self, log: Logger, *, version: str, initial: ServiceState,
+                 service_id: str | None = None, service_name: str | None = None,
+                 consul_address: str | None = None, check: str | None = None,
+                 metrics: "Metrics | None" = None,
+                 clock: "Callable[[], float]" = time.monotonic) -> None:
+        self._log = log
+        self._metrics = metrics
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._machine = StateMachine(initial, self._on_state, self._lock)
+        self._static = {"service_id": service_id, "service_name": service_name,
+                        "consul_address": consul_address, "check": check, "version": version}
+        self._state_since = clock()
+        self._check_status: CheckStatus | None = None
+        self._check_output = ""
+        self._consul_reachable: bool | None = None  # unknown before the first call
+        self._last_heartbeat: float | None = None
+        self._maintenance = False
+        self._maintenance_reason = ""
+        self._child_pid: int | None = None
+        self._child_started: float | None = None
+        self._child_exit_code: int | None = None
+        self._templates: dict[str, bool] = {}  # name -> rendered (issue 11)
+        if metrics is not None:
+            metrics.state(initial.value)
+
+    # -- the state machine ---------------------------------------------------
+    @property
+    def state(self) -> ServiceState:
+        return self._machine.state
+
+    def transition(self, new: ServiceState, event: str | None = None, level: str = "info",
+                   **fields: object) -> bool:
+        """Move to `new` if the table allows it; log it once as `event` (or,
+        without one, as a debug line "state changed"). Returns False, logging
+        nothing, for a transition refused: a race the stop sequence won."""
+        with self._lock:
+            old = self._machine.state
+            if not self._machine.to(new):
+                return False
+            if event is None:
+                self._log.debug(EventCode.STATE_CHANGED.value, **{"from": old.value},
+                                to=new.value, **fields)
+            else:
+                self._log.emit(level, event, {**fields, "state": new.value})
+            return True
+
+    def _on_state(self, old: ServiceState, new: ServiceState) -> None:
+        # Called by the machine under self._lock.
+        self._state_since = self._clock()
+        if self._metrics is not None:
+            self._metrics.state(new.value)
+
+    # -- the child -------------------------------------------------------------
+    def child_started(self, pid: int, command: str, started: float | None = None) -> None:
+        """`started`: the clock's time of the spawn, when it happened before
+        the observer existed (it is created after the spawn)."""
+        with self._lock:
+            self._child_pid = pid
+            self._child_started = self._clock() if started is None else started
+            self._child_exit_code = None
+            self._log.info(EventCode.CHILD_STARTED.value, pid=pid, command=command)
+
+    def child_restarted(self, pid: int) -> None:
+        with self._lock:
+            self._child_pid = pid
+            self._child_started = self._clock()
+            self._child_exit_code = None
+            if self._metrics is not None:
+                self._metrics.child_restarted()
+            self._log.info(EventCode.CHILD_RESTARTED.value, pid=pid)
+
+    def child_exited(self, pid: int, code: int, signal: str | None = None) -> None:
+        """The main child is gone: whatever the state, it is now exited."""
+        with self._lock:
+            self._child_exit_code = code
+            fields: dict[str, object] = {"pid": pid, "code": code}
+            if signal is not None:
+                fields["signal"] = signal
+            self._machine.to(ServiceState.EXITED)
+            self._log.info(EventCode.CHILD_EXITED.value, **fields,
+                           state=self._machine.state.value)
+
+    def signal_forwarded(self, signal: str) -> None:
+        with self._lock:
+            if self._metrics is not None:
+                self._metrics.signal_forwarded(signal)
+            self._log.debug(EventCode.SIGNAL_FORWARDED.value, signal=signal)
+
+    # -- health and Consul -----------------------------------------------------
+    def check_result(self, status: CheckStatus, output: str) -> None:
+        """A health-check result; logged only when the status changes."""
+        with self._lock:
+            changed = status != self._check_status
+            self._check_status = status
+            self._check_output = output
+            if not changed:
+                return
+            if self._metrics is not None:
+                self._metrics.check_status(status.value)
+            level = "info" if status is CheckStatus.PASSING else "warning"
+            self._log.emit(level, "check " + status.value, {"output": output[:OUTPUT_IN_LOG]})
+
+    def registration(self, **fields: object) -> None:
+        """The agent accepted our definition (a first registration, or again
+        after it forgot us): one log line "registered" and, unless the stop
+        has begun, the registered state."""
+        with self._lock:
+            if self._metrics is not None:
+                self._metrics.registration()
+            self._machine.to(ServiceState.REGISTERED)
+            self._log.info(EventCode.REGISTERED.value, **fields,
+                           state=self._machine.state.value)
+
+    def heartbeat_ok(self) -> None:
+        """A check update the agent accepted."""
+        with self._lock:
+            self._last_heartbeat = self._clock()
+            if self._metrics is not None:
+                self._metrics.heartbeat(ok=True)
+            self._set_reachable(True, "")
+
+    def heartbeat_failed(self, error: str) -> None:
+        """A check update that did not reach the agent or was refused."""
+        with self._lock:
+            if self._metrics is not None:
+                self._metrics.heartbeat(ok=False)
+            self._set_reachable(False, error)
+
+    def consul_reachable(self) -> None:
+        with self._lock:
+            self._set_reachable(True, "")
+
+    def consul_unreachable(self, error: str) -> None:
+        with self._lock:
+            self._set_reachable(False, error)
+
+    def _set_reachable(self, reachable: bool, error: str) -> None:
+        # Logged once per run of failures, and once when it is over.
+        before = self._consul_reachable
+        self._consul_reachable = reachable
+        if reachable and before is False:
+            self._log.info(EventCode.CONSUL_REACHABLE.value)
+        elif not reachable and before is not False:
+            self._log.warning(EventCode.CONSUL_UNREACHABLE.value, error=error)
+
+    def consul_request(self, call: str, seconds: float) -> None:
+        """How long one call to the agent took (register, update, deregister,
+        maintenance), whatever its outcome."""
+        if self._metrics is not None:
+            with self._lock:
+                self._metrics.consul_request(call, seconds)
+
+    def maintenance(self, on: bool, reason: str = "") -> None:
+        """Maintenance mode as the agent now has it; logged when it changes."""
+        with self._lock:
+            if on == self._maintenance and (not on or reason == self._maintenance_reason):
+                return
+            self._maintenance = on
+            self._maintenance_reason = reason if on else ""
+            if on:
+                self._log.info(EventCode.ENTER_MAINTENANCE.value, reason=reason)
+            else:
+                self._log.info(EventCode.EXIT_MAINTENANCE.value)
+
+    # -- templates (issue 11) --------------------------------------------------
+    def template_waiting(self, name: str) -> None:
+        with self._lock:
+            if self._templates.get(name) is not False:
+                self._templates[name] = False
+                self._log.info(EventCode.WAITING_TEMPLATES.value, template=name)
+
+    def template_rendered(self, name: str) -> None:
+        with self._lock:
+            self._templates[name] = True
+
+    # -- the answer to `svcwrap status` ----------------------------------------
+    def snapshot(self) -> dict:
+        """Everything `svcwrap status --json` shows, consistent at one instant."""
+        with self._lock:
+            now = self._clock()
+            child_running = self._child_pid is not None and self._child_exit_code is None
+            return {
+                "state": self._machine.state.value,
+                "state_age_s": _age(now, self._state_since),
+                **self._static,
+                "check_status": None if self._check_status is None else self._check_status.value,
+                "check_output": self._check_output,
+                "consul_reachable": self._consul_reachable,
+                "last_heartbeat_age_s": _age(now, self._last_heartbeat),
+                "maintenance": self._maintenance,
+                "maintenance_reason": self._maintenance_reason,
+                "child_pid": self._child_pid,
+                "child_uptime_s": _age(now, self._child_started) if child_running else None,
+                "child_exit_code": self._child_exit_code,
+                "templates": [{"name": name, "rendered": done}
+                              for name, done in sorted(self._templates.items())],
+            }
+
+
+def _age(now: float, since: float | None) -> float | None:
+    return None if since is None else round(max(0.0, now - since), 3)
