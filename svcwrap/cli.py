@@ -447,7 +447,7 @@ def parse_listen(raw: str, where: str) -> tuple[str, int]:
         host, _, port = raw.rpartition(":")
         if ":" in host:
             raise UsageError(f"{where}: {raw!r}: write an IPv6 address as [ADDR]:PORT")
-    if not port:
+    if not port or ":" not in raw:
         raise UsageError(f"{where}: {raw!r} is not HOST:PORT")
     return host or "0.0.0.0", parse_port(port, where)
 

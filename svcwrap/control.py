@@ -137,7 +137,10 @@ def read_line(sock: "_socket.socket", limit: int, timeout: float) -> bytes:
         if left <= 0:
             raise TimeoutError("no complete line in time")
         sock.settimeout(left)
-        chunk = sock.recv(65536)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:  # socket.timeout is TimeoutError since 3.10
+            raise TimeoutError("no complete line in time") from None
         if not chunk:
             break
         data += chunk
@@ -211,7 +214,10 @@ def ask(paths: list[str], request: bytes, timeout: float = CLIENT_TIMEOUT) -> di
             raise ControlError(f"{path} is served by uid {uid} (pid {pid}), not by svcwrap "
                                "running as root, as this user or as PID 1; not asking it")
         try:
-            sock.sendall(request)
+            try:
+                sock.sendall(request)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # a server that refuses us answers before reading: read that
             line = read_line(sock, ANSWER_LIMIT, timeout)
         except (OSError, TimeoutError) as err:
             raise ControlError(f"no answer from {path}: {err}") from None

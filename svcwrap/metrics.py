@@ -22,8 +22,9 @@ import http.server
 import socket
 import threading
 
-from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge,
-                               Histogram, ProcessCollector, generate_latest)
+from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram,
+                               ProcessCollector)
+from prometheus_client.exposition import choose_encoder
 
 from svcwrap.states import CheckStatus, ServiceState
 
@@ -100,9 +101,11 @@ class Metrics:
                 if self.path.split("?")[0] not in ("/", "/metrics"):
                     self.send_error(404)
                     return
-                body = generate_latest(registry)
+                # The text format (or OpenMetrics) as the scraper's Accept asks.
+                encode, content_type = choose_encoder(self.headers.get("Accept"))
+                body = encode(registry)
                 self.send_response(200)
-                self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
