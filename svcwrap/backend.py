@@ -42,37 +42,56 @@ class Backend:
 
     def __init__(self, observer: "Observer | None" = None) -> None:
         self._observer = observer
+        # Maintenance as asked for (the reason while on), and whether the
+        # agent is known to have it so; _lock orders the calls that change it.
         self._lock = threading.Lock()
-        self._maintenance: str | None = None  # the reason while on
+        self._wanted: str | None = None
+        self._in_sync = True
 
     def register(self, status: str, output: str) -> None:
         # Under the lock: a maintenance switch cannot fall between the
         # registration and putting maintenance back.
         with self._lock:
             self._timed("register", self._register, status, output)
-            if self._maintenance is not None:
-                self._timed("maintenance", self._set_maintenance, True, self._maintenance)
+            self._in_sync = self._wanted is None  # a new definition has no maintenance
+            self._converge()
 
-    # report and deregister do not take the lock: a maintenance call stuck on
-    # a slow agent must not hold up the heartbeat or the leave.
     def report(self, status: str, output: str) -> None:
+        """The heartbeat; it also retries a maintenance switch that failed.
+        It never waits for the lock (a maintenance call stuck on a slow
+        agent must not hold up the heartbeat), nor does deregister()."""
+        if not self._in_sync and self._lock.acquire(blocking=False):
+            try:
+                self._converge()
+            finally:
+                self._lock.release()
         self._timed("update", self._report, status, output)
 
     def deregister(self) -> bool:
         return self._timed("deregister", self._deregister)
 
     def maintenance(self, on: bool, reason: str = "") -> None:
-        """Raises NotRegistered when discovery does not know the instance;
-        the setting is kept either way and applies from the next registration."""
+        """Switch maintenance; raises NotRegistered or BackendUnavailable if
+        the agent did not take it. Either way the wish is kept: the next
+        heartbeat or registration applies it."""
         with self._lock:
-            self._maintenance = reason if on else None
-            self._timed("maintenance", self._set_maintenance, on, reason)
-        if self._observer is not None:
-            self._observer.maintenance(on, reason)
+            self._wanted = reason if on else None
+            self._in_sync = False
+            self._converge()
 
     @property
     def in_maintenance(self) -> bool:
-        return self._maintenance is not None
+        return self._wanted is not None
+
+    def _converge(self) -> None:
+        # Called under self._lock.
+        if self._in_sync:
+            return
+        on, reason = self._wanted is not None, self._wanted or ""
+        self._timed("maintenance", self._set_maintenance, on, reason)
+        self._in_sync = True
+        if self._observer is not None:
+            self._observer.maintenance(on, reason)
 
     def _timed(self, call: str, method, *args):
         started = time.monotonic()

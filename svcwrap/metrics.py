@@ -73,6 +73,19 @@ class Metrics:
         for status in CheckStatus:
             self._check.labels(status.value).set(1 if status.value == current else 0)
 
+    def catch_up(self, state: str, check: str | None, counts: dict[str, int],
+                 signals: dict[str, int]) -> None:
+        """Start from what the observer saw before these metrics existed."""
+        self.state(state)
+        if check is not None:
+            self.check_status(check)
+        self._heartbeats.inc(counts["heartbeats"])
+        self._heartbeat_failures.inc(counts["heartbeat_failures"])
+        self._registrations.inc(counts["registrations"])
+        self._restarts.inc(counts["child_restarts"])
+        for signal, n in signals.items():
+            self._signals.labels(signal).inc(n)
+
     def heartbeat(self, ok: bool) -> None:
         (self._heartbeats if ok else self._heartbeat_failures).inc()
 

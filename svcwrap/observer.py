@@ -38,7 +38,7 @@ class Observer:
                  metrics: "Metrics | None" = None,
                  clock: "Callable[[], float]" = time.monotonic) -> None:
         self._log = log
-        self._metrics = metrics
+        self._metrics: "Metrics | None" = None
         self._clock = clock
         self._lock = threading.RLock()
         self._machine = StateMachine(initial, self._on_state, self._lock)
@@ -55,8 +55,23 @@ class Observer:
         self._child_started: float | None = None
         self._child_exit_code: int | None = None
         self._templates: dict[str, bool] = {}  # name -> rendered (issue 11)
+        self._counts = {"heartbeats": 0, "heartbeat_failures": 0, "registrations": 0,
+                        "child_restarts": 0}
+        self._signals: dict[str, int] = {}
         if metrics is not None:
-            metrics.state(initial.value)
+            self.attach_metrics(metrics)
+
+    def attach_metrics(self, metrics: "Metrics") -> None:
+        """Feed `metrics` from now on, starting from everything counted so far.
+
+        Importing prometheus_client takes tens of milliseconds, so it is done
+        on a worker thread while the main loop already runs; whatever
+        happened meanwhile is carried over here, under the lock."""
+        with self._lock:
+            metrics.catch_up(self._machine.state.value,
+                             None if self._check_status is None else self._check_status.value,
+                             self._counts, self._signals)
+            self._metrics = metrics
 
     # -- the state machine ---------------------------------------------------
     @property
@@ -100,6 +115,7 @@ class Observer:
             self._child_pid = pid
             self._child_started = self._clock()
             self._child_exit_code = None
+            self._counts["child_restarts"] += 1
             if self._metrics is not None:
                 self._metrics.child_restarted()
             self._log.info(EventCode.CHILD_RESTARTED.value, pid=pid)
@@ -117,6 +133,7 @@ class Observer:
 
     def signal_forwarded(self, signal: str) -> None:
         with self._lock:
+            self._signals[signal] = self._signals.get(signal, 0) + 1
             if self._metrics is not None:
                 self._metrics.signal_forwarded(signal)
             self._log.debug(EventCode.SIGNAL_FORWARDED.value, signal=signal)
@@ -140,6 +157,7 @@ class Observer:
         after it forgot us): one log line "registered" and, unless the stop
         has begun, the registered state."""
         with self._lock:
+            self._counts["registrations"] += 1
             if self._metrics is not None:
                 self._metrics.registration()
             self._machine.to(ServiceState.REGISTERED)
@@ -150,6 +168,7 @@ class Observer:
         """A check update the agent accepted."""
         with self._lock:
             self._last_heartbeat = self._clock()
+            self._counts["heartbeats"] += 1
             if self._metrics is not None:
                 self._metrics.heartbeat(ok=True)
             self._set_reachable(True, "")
@@ -157,6 +176,7 @@ class Observer:
     def heartbeat_failed(self, error: str) -> None:
         """A check update that did not reach the agent or was refused."""
         with self._lock:
+            self._counts["heartbeat_failures"] += 1
             if self._metrics is not None:
                 self._metrics.heartbeat(ok=False)
             self._set_reachable(False, error)
@@ -181,8 +201,8 @@ class Observer:
     def consul_request(self, call: str, seconds: float) -> None:
         """How long one call to the agent took (register, update, deregister,
         maintenance), whatever its outcome."""
-        if self._metrics is not None:
-            with self._lock:
+        with self._lock:
+            if self._metrics is not None:
                 self._metrics.consul_request(call, seconds)
 
     def maintenance(self, on: bool, reason: str = "") -> None:
@@ -229,6 +249,7 @@ class Observer:
                 "child_exit_code": self._child_exit_code,
                 "templates": [{"name": name, "rendered": done}
                               for name, done in sorted(self._templates.items())],
+                "counts": {**self._counts, "signals_forwarded": dict(self._signals)},
             }
 
 

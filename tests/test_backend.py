@@ -54,6 +54,19 @@ def test_maintenance_asked_before_the_registration_applies_once_registered():
     assert fake.maintenance_reason == "not yet"
 
 
+def test_maintenance_asked_while_the_agent_is_down_is_applied_by_the_next_heartbeat():
+    fake = FakeBackend()
+    fake.register("passing", "ready")
+    fake.fail_next(1)
+    with pytest.raises(BackendUnavailable):
+        fake.maintenance(True, "disk swap")
+    assert fake.passing
+    fake.report("passing", "ok")
+    assert fake.maintenance_reason == "disk swap" and not fake.passing
+    fake.report("passing", "ok")
+    assert [c[0] for c in fake.calls].count("maintenance") == 2, "applied once, not every beat"
+
+
 def test_maintenance_off_before_a_registration_is_not_put_back():
     fake = FakeBackend()
     fake.register("passing", "ready")

@@ -136,3 +136,27 @@ def test_prometheus_client_is_imported_with_the_metrics_module_and_not_before():
     out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True,
                          text=True, check=True).stdout
     assert out.split() == ["False", "True"]
+
+
+def test_metrics_started_late_carry_over_everything_the_observer_saw_before():
+    # prometheus_client is imported on a worker thread while the main loop
+    # already forwards signals: nothing from that window may be lost.
+    obs = observer(LogFile(), initial=S.REGISTERING)
+    obs.signal_forwarded("SIGHUP")
+    obs.registration()
+    obs.heartbeat_ok()
+    obs.check_result(CheckStatus.WARNING, "slow")
+    m = Metrics()
+    obs.attach_metrics(m)
+    obs.heartbeat_ok()
+
+    def value(name, **labels):
+        return m.registry.get_sample_value(name, labels)
+    assert value("svcwrap_state", state="registered") == 1
+    assert value("svcwrap_check_status", status="warning") == 1
+    assert value("svcwrap_signals_forwarded_total", signal="SIGHUP") == 1
+    assert value("svcwrap_registrations_total") == 1
+    assert value("svcwrap_heartbeats_total") == 2
+    assert obs.snapshot()["counts"] == {"heartbeats": 2, "heartbeat_failures": 0,
+                                        "registrations": 1, "child_restarts": 0,
+                                        "signals_forwarded": {"SIGHUP": 1}}
