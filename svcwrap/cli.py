@@ -50,8 +50,8 @@ OPTIONS: list[tuple[str, str | None, bool, str]] = [
     ("--log-format", "FMT", False, "text or json [text]"),
     ("--log-level", "LEVEL", False, "debug, info, warning or error [info]"),
     # issue 10: control socket and metrics (control.py, metrics.py)
-    ("--control", "PATH", False, "control socket for svcwrap status/healthcheck/maintenance, "
-                                 "or off [/run/svcwrap/control.sock as PID 1, else none]"),
+    ("--control", "PATH", False, "control socket for the verbs, or off [as PID 1: "
+                                 "/run/svcwrap/control.sock or /tmp/svcwrap-UID/; else none]"),
     ("--metrics", "HOST:PORT", False, "serve Prometheus metrics there [off]"),
 ]
 VERBS = ("status", "healthcheck", "maintenance", "reload")
