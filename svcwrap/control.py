@@ -195,9 +195,7 @@ def encode_request(verb: str, **args: "str | bool") -> bytes:
 def ask(paths: list[str], request: bytes, timeout: float = CLIENT_TIMEOUT) -> dict:
     """Send one request to the first path that exists; return the answer,
     or raise ControlError saying why there is none."""
-    path = next((p for p in paths if os.path.exists(p)), None)
-    if path is None:
-        raise ControlError(f"no svcwrap control socket at {' or '.join(paths)}")
+    path = _first_existing(paths)
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
@@ -234,6 +232,18 @@ def ask(paths: list[str], request: bytes, timeout: float = CLIENT_TIMEOUT) -> di
     if not answer.get("ok"):
         raise ControlError(str(answer.get("error") or "refused"))
     return answer
+
+
+def _first_existing(paths: list[str]) -> str:
+    for path in paths:
+        try:
+            os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except PermissionError:  # e.g. another uid's 0700 directory
+            raise ControlError(f"permission denied: {path}") from None
+        return path
+    raise ControlError(f"no svcwrap control socket at {' or '.join(paths)}")
 
 
 # -- what the server answers ---------------------------------------------------------

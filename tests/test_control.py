@@ -316,6 +316,26 @@ def test_bad_usage_of_a_verb_is_one_line_and_exit_2(args, message):
     assert p.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize("args, env, message", [
+    (["--control", "relative.sock"], {}, "--control: 'relative.sock' must be an absolute path"),
+    ([], {"SVCWRAP_CONTROL": "/" + "x" * 107}, "SVCWRAP_CONTROL: '/xxx"),
+])
+def test_a_bad_control_path_for_the_supervisor_is_one_line_and_exit_2(args, env, message):
+    p = verb("--no-register", *args, "--", "true", env=env)
+    assert p.returncode == 2
+    assert p.stderr.startswith(f"svcwrap: error: {message}")
+    assert p.stderr.count("\n") == 1
+
+
+@needs_root
+def test_a_socket_in_another_uids_private_directory_is_reported_as_not_permitted(shared_dir):
+    private = shared_dir / "private"
+    private.mkdir(mode=0o700)
+    p = as_nobody("status", "--control", str(private / "control.sock"))
+    assert (p.returncode, p.stderr) == \
+        (1, f"svcwrap: error: permission denied: {private / 'control.sock'}\n")
+
+
 def test_a_verb_with_help_shows_its_usage_and_exits_0():
     p = verb("maintenance", "--help")
     assert p.returncode == 0
