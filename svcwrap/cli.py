@@ -67,7 +67,8 @@ def env_name(flag: str) -> str:
 
 
 def help_text() -> str:
-    lines = [USAGE, VERB_USAGE, "", "Run COMMAND as a supervised child: forward signals, reap zombies,",
+    lines = [USAGE, VERB_USAGE, "",
+             "Run COMMAND as a supervised child: forward signals, reap zombies,",
              "register it in Consul with a TTL check once ready, and leave Consul",
              "before the child is stopped.", "", "options:"]
     for flag, metavar, _, text in OPTIONS:
