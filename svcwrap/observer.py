@@ -10,21 +10,24 @@ report into, at the same moment and under one lock:
 * the Prometheus metrics, when `--metrics` is on (metrics.py).
 
 So the log, the status answer and the metrics can never disagree: none of
-them is computed anywhere else. Calls are cheap (no I/O but the log line,
-which is a single os.write the supervisor already does today), so the main
-thread may call in while forwarding signals and reaping.
+them is computed anywhere else. Under the lock there is no I/O at all; the
+log lines are written after it, in the order the events happened (see
+_OrderedLog), so the main thread, calling in while it forwards signals and
+reaps, never waits for another thread's write to a slow stderr.
 
 Imported only once the child runs (states.py imports enum).
 """
 import threading
 import time
+from collections import deque
+from contextlib import contextmanager
 
-from svcwrap.logs import Logger
+from svcwrap.logs import LEVELS, Logger
 from svcwrap.states import CheckStatus, EventCode, ServiceState, StateMachine
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable
+    from typing import Callable, Iterator
 
     from svcwrap.metrics import Metrics
 
@@ -37,7 +40,7 @@ class Observer:
                  consul_address: str | None = None, check: str | None = None,
                  metrics: "Metrics | None" = None,
                  clock: "Callable[[], float]" = time.monotonic) -> None:
-        self._log = log
+        self._out = _OrderedLog(log)
         self._metrics: "Metrics | None" = None
         self._clock = clock
         self._lock = threading.RLock()
@@ -73,6 +76,14 @@ class Observer:
                              self._counts, self._signals)
             self._metrics = metrics
 
+    @contextmanager
+    def _reporting(self) -> "Iterator[None]":
+        """Change the state under the lock; write the log lines it queued
+        after letting go of it (see _OrderedLog)."""
+        with self._lock:
+            yield
+        self._out.flush()
+
     # -- the state machine ---------------------------------------------------
     @property
     def state(self) -> ServiceState:
@@ -83,15 +94,15 @@ class Observer:
         """Move to `new` if the table allows it; log it once as `event` (or,
         without one, as a debug line "state changed"). Returns False, logging
         nothing, for a transition refused: a race the stop sequence won."""
-        with self._lock:
+        with self._reporting():
             old = self._machine.state
             if not self._machine.to(new):
                 return False
             if event is None:
-                self._log.debug(EventCode.STATE_CHANGED.value, **{"from": old.value},
-                                to=new.value, **fields)
+                self._out.put("debug", EventCode.STATE_CHANGED.value,
+                              {"from": old.value, "to": new.value, **fields})
             else:
-                self._log.emit(level, event, {**fields, "state": new.value})
+                self._out.put(level, event, {**fields, "state": new.value})
             return True
 
     def _on_state(self, old: ServiceState, new: ServiceState) -> None:
@@ -104,44 +115,44 @@ class Observer:
     def child_started(self, pid: int, command: str, started: float | None = None) -> None:
         """`started`: the clock's time of the spawn, when it happened before
         the observer existed (it is created after the spawn)."""
-        with self._lock:
+        with self._reporting():
             self._child_pid = pid
             self._child_started = self._clock() if started is None else started
             self._child_exit_code = None
-            self._log.info(EventCode.CHILD_STARTED.value, pid=pid, command=command)
+            self._out.put("info", EventCode.CHILD_STARTED.value, {"pid": pid, "command": command})
 
     def child_restarted(self, pid: int) -> None:
-        with self._lock:
+        with self._reporting():
             self._child_pid = pid
             self._child_started = self._clock()
             self._child_exit_code = None
             self._counts["child_restarts"] += 1
             if self._metrics is not None:
                 self._metrics.child_restarted()
-            self._log.info(EventCode.CHILD_RESTARTED.value, pid=pid)
+            self._out.put("info", EventCode.CHILD_RESTARTED.value, {"pid": pid})
 
     def child_exited(self, pid: int, code: int, signal: str | None = None) -> None:
         """The main child is gone: whatever the state, it is now exited."""
-        with self._lock:
+        with self._reporting():
             self._child_exit_code = code
             fields: dict[str, object] = {"pid": pid, "code": code}
             if signal is not None:
                 fields["signal"] = signal
             self._machine.to(ServiceState.EXITED)
-            self._log.info(EventCode.CHILD_EXITED.value, **fields,
-                           state=self._machine.state.value)
+            fields["state"] = self._machine.state.value
+            self._out.put("info", EventCode.CHILD_EXITED.value, fields)
 
     def signal_forwarded(self, signal: str) -> None:
-        with self._lock:
+        with self._reporting():
             self._signals[signal] = self._signals.get(signal, 0) + 1
             if self._metrics is not None:
                 self._metrics.signal_forwarded(signal)
-            self._log.debug(EventCode.SIGNAL_FORWARDED.value, signal=signal)
+            self._out.put("debug", EventCode.SIGNAL_FORWARDED.value, {"signal": signal})
 
     # -- health and Consul -----------------------------------------------------
     def check_result(self, status: CheckStatus, output: str) -> None:
         """A health-check result; logged only when the status changes."""
-        with self._lock:
+        with self._reporting():
             changed = status != self._check_status
             self._check_status = status
             self._check_output = output
@@ -150,23 +161,23 @@ class Observer:
             if self._metrics is not None:
                 self._metrics.check_status(status.value)
             level = "info" if status is CheckStatus.PASSING else "warning"
-            self._log.emit(level, "check " + status.value, {"output": output[:OUTPUT_IN_LOG]})
+            self._out.put(level, "check " + status.value, {"output": output[:OUTPUT_IN_LOG]})
 
     def registration(self, **fields: object) -> None:
         """The agent accepted our definition (a first registration, or again
         after it forgot us): one log line "registered" and, unless the stop
         has begun, the registered state."""
-        with self._lock:
+        with self._reporting():
             self._counts["registrations"] += 1
             if self._metrics is not None:
                 self._metrics.registration()
             self._machine.to(ServiceState.REGISTERED)
-            self._log.info(EventCode.REGISTERED.value, **fields,
-                           state=self._machine.state.value)
+            self._out.put("info", EventCode.REGISTERED.value,
+                          {**fields, "state": self._machine.state.value})
 
     def heartbeat_ok(self) -> None:
         """A check update the agent accepted."""
-        with self._lock:
+        with self._reporting():
             self._last_heartbeat = self._clock()
             self._counts["heartbeats"] += 1
             if self._metrics is not None:
@@ -175,18 +186,18 @@ class Observer:
 
     def heartbeat_failed(self, error: str) -> None:
         """A check update that did not reach the agent or was refused."""
-        with self._lock:
+        with self._reporting():
             self._counts["heartbeat_failures"] += 1
             if self._metrics is not None:
                 self._metrics.heartbeat(ok=False)
             self._set_reachable(False, error)
 
     def consul_reachable(self) -> None:
-        with self._lock:
+        with self._reporting():
             self._set_reachable(True, "")
 
     def consul_unreachable(self, error: str) -> None:
-        with self._lock:
+        with self._reporting():
             self._set_reachable(False, error)
 
     def _set_reachable(self, reachable: bool, error: str) -> None:
@@ -194,9 +205,9 @@ class Observer:
         before = self._consul_reachable
         self._consul_reachable = reachable
         if reachable and before is False:
-            self._log.info(EventCode.CONSUL_REACHABLE.value)
+            self._out.put("info", EventCode.CONSUL_REACHABLE.value, {})
         elif not reachable and before is not False:
-            self._log.warning(EventCode.CONSUL_UNREACHABLE.value, error=error)
+            self._out.put("warning", EventCode.CONSUL_UNREACHABLE.value, {"error": error})
 
     def consul_request(self, call: str, seconds: float) -> None:
         """How long one call to the agent took (register, update, deregister,
@@ -207,22 +218,22 @@ class Observer:
 
     def maintenance(self, on: bool, reason: str = "") -> None:
         """Maintenance mode as the agent now has it; logged when it changes."""
-        with self._lock:
+        with self._reporting():
             if on == self._maintenance and (not on or reason == self._maintenance_reason):
                 return
             self._maintenance = on
             self._maintenance_reason = reason if on else ""
             if on:
-                self._log.info(EventCode.ENTER_MAINTENANCE.value, reason=reason)
+                self._out.put("info", EventCode.ENTER_MAINTENANCE.value, {"reason": reason})
             else:
-                self._log.info(EventCode.EXIT_MAINTENANCE.value)
+                self._out.put("info", EventCode.EXIT_MAINTENANCE.value, {})
 
     # -- templates (issue 11) --------------------------------------------------
     def template_waiting(self, name: str) -> None:
-        with self._lock:
+        with self._reporting():
             if self._templates.get(name) is not False:
                 self._templates[name] = False
-                self._log.info(EventCode.WAITING_TEMPLATES.value, template=name)
+                self._out.put("info", EventCode.WAITING_TEMPLATES.value, {"template": name})
 
     def template_rendered(self, name: str) -> None:
         with self._lock:
@@ -255,3 +266,39 @@ class Observer:
 
 def _age(now: float, since: float | None) -> float | None:
     return None if since is None else round(max(0.0, now - since), 3)
+
+
+class _OrderedLog:
+    """Log lines written in the order they were queued, without making any
+    thread wait for another's write.
+
+    put() is called under the observer's lock, so the queue is in event
+    order. flush() writes the queue if no other thread is writing; if one
+    is, it returns at once: that thread writes the line too, because it
+    looks at the queue again after letting go of the write lock. So no
+    thread waits while another is stuck writing to a full stderr pipe (a
+    thread may write lines others queued, in order, as the main thread
+    writes its own lines today). Lines below the log level are dropped at
+    put(), so a debug line (a signal forwarded) never makes the main thread
+    write at all.
+    """
+
+    def __init__(self, log: Logger) -> None:
+        self._log = log
+        self._queue: deque[tuple[str, str, dict]] = deque()
+        self._writing = threading.Lock()
+
+    def put(self, level: str, event: str, fields: dict) -> None:
+        if LEVELS[level] >= self._log.threshold:
+            self._queue.append((level, event, fields))
+
+    def flush(self) -> None:
+        while self._queue:
+            if not self._writing.acquire(blocking=False):
+                return  # the writing thread checks the queue again after releasing
+            try:
+                while self._queue:
+                    level, event, fields = self._queue.popleft()
+                    self._log.emit(level, event, fields)
+            finally:
+                self._writing.release()

@@ -2,10 +2,14 @@
 log, the status answer and the metrics, so they can never disagree")."""
 from __future__ import annotations
 
+import os
 import threading
 
 from svcwrap import __version__
+from svcwrap.logs import Logger
+from svcwrap.observer import Observer
 from svcwrap.states import CheckStatus, ServiceState
+from tests.consul_fixture import wait_until
 from tests.control_support import Clock, LogFile, observer
 
 S = ServiceState
@@ -187,3 +191,43 @@ def test_under_racing_threads_the_log_lists_exactly_the_transitions_status_went_
                   if w.startswith("state=")]
         assert states[-1] == obs.snapshot()["state"] == "draining"
         assert "registered" not in states[states.index("leaving"):]
+
+
+def test_a_thread_stuck_writing_to_a_full_stderr_does_not_hold_up_the_main_thread():
+    # Docker's log driver stalls, stderr's pipe fills: a worker blocks in its
+    # write. The main thread must still forward signals and move the stop on.
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    try:
+        while True:
+            os.write(w, b"x" * 65536)
+    except BlockingIOError:
+        pass
+    os.set_blocking(w, True)
+    obs = Observer(Logger("text", "info", fd=w), version="0", initial=S.REGISTERED,
+                   clock=Clock())
+    worker = threading.Thread(target=obs.check_result, args=(CheckStatus.CRITICAL, "down"))
+    worker.start()
+    wait_until(lambda: obs._out._writing.locked(), message="the worker stuck in its write")
+    main = threading.Thread(target=lambda: (obs.signal_forwarded("SIGHUP"),
+                                            obs.transition(S.LEAVING, "stopping")))
+    main.start()
+    main.join(timeout=5)
+    assert not main.is_alive(), "the main thread waited for the worker's write"
+    assert obs.snapshot()["state"] == "leaving" and worker.is_alive()
+    drained = []
+    reader = threading.Thread(target=lambda: drained.append(_read_all(r)))
+    reader.start()
+    worker.join(timeout=10)
+    os.close(w)
+    reader.join(timeout=10)
+    os.close(r)
+    lines = [line for line in drained[0].decode().splitlines() if "svcwrap" in line]
+    assert [line.split()[3] for line in lines] == ["check", "stopping"], lines
+
+
+def _read_all(fd: int) -> bytes:
+    data = b""
+    while chunk := os.read(fd, 1 << 16):
+        data += chunk
+    return data
