@@ -235,14 +235,18 @@ def ask(paths: list[str], request: bytes, timeout: float = CLIENT_TIMEOUT) -> di
 
 
 def _first_existing(paths: list[str]) -> str:
+    denied = None
     for path in paths:
         try:
             os.stat(path)
         except (FileNotFoundError, NotADirectoryError):
             continue
-        except PermissionError:  # e.g. another uid's 0700 directory
-            raise ControlError(f"permission denied: {path}") from None
+        except PermissionError:  # another uid's 0700 directory: look further
+            denied = denied or path
+            continue
         return path
+    if denied is not None:
+        raise ControlError(f"permission denied: {denied}")
     raise ControlError(f"no svcwrap control socket at {' or '.join(paths)}")
 
 

@@ -414,7 +414,8 @@ def test_another_uid_is_refused_by_its_credentials_even_if_the_file_mode_lets_it
     assert log.lines()[-1].endswith(f"uid={NOBODY}")
 
 
-SQUATTER = textwrap.dedent("""
+# Answers anything with "healthy": a squatter, or a svcwrap of uid 65534.
+ANY_SERVER = textwrap.dedent("""
     import socket, sys
     s = socket.socket(socket.AF_UNIX)
     s.bind(sys.argv[1])
@@ -430,7 +431,7 @@ SQUATTER = textwrap.dedent("""
 @needs_root
 def test_a_socket_served_by_another_uid_is_not_taken_for_svcwrap(shared_dir):
     path = shared_dir / "control.sock"
-    squatter = nobody(["-c", SQUATTER, str(path)])
+    squatter = nobody(["-c", ANY_SERVER, str(path)])
     try:
         wait_until(path.exists, message="the squatter's socket")
         p = verb("healthcheck", "--control", str(path))
@@ -441,6 +442,32 @@ def test_a_socket_served_by_another_uid_is_not_taken_for_svcwrap(shared_dir):
     assert p.stderr.startswith(f"svcwrap: error: {path} is served by uid {NOBODY} (pid "
                                f"{squatter.pid}), not by svcwrap")
     assert "trust me" not in p.stdout
+
+
+ASK_AS_NOBODY = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, sys.argv[1])
+    from svcwrap.control import ask, encode_request
+    print(ask(sys.argv[2:], encode_request("healthcheck"))["why"])
+""")
+
+
+@needs_root
+def test_a_candidate_behind_a_private_directory_does_not_hide_the_next_one(shared_dir):
+    # /run/svcwrap left by a root svcwrap; this one runs as uid 65534 in /tmp.
+    private = shared_dir / "private"
+    private.mkdir(mode=0o700)
+    path = shared_dir / "control.sock"
+    server = nobody(["-c", ANY_SERVER, str(path)])
+    try:
+        wait_until(path.exists, message="the socket of uid 65534's svcwrap")
+        client = nobody(["-I", "-c", ASK_AS_NOBODY, str(REPO), str(private / "control.sock"),
+                         str(path)], cwd="/", stdout=subprocess.PIPE, text=True)
+        out = client.communicate(timeout=20)[0]
+    finally:
+        server.kill()
+        server.wait()
+    assert (client.returncode, out) == (0, "all fine, trust me\n")
 
 
 # -- where the socket is ----------------------------------------------------------------
