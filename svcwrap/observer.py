@@ -161,7 +161,8 @@ class Observer:
             if self._metrics is not None:
                 self._metrics.check_status(status.value)
             level = "info" if status is CheckStatus.PASSING else "warning"
-            self._out.put(level, "check " + status.value, {"output": output[:OUTPUT_IN_LOG]})
+            self._out.put(level, f"{EventCode.CHECK_CHANGED.value} {status.value}",
+                          {"output": output[:OUTPUT_IN_LOG]})
 
     def registration(self, **fields: object) -> None:
         """The agent accepted our definition (a first registration, or again

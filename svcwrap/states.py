@@ -48,15 +48,15 @@ class CheckStatus(str, enum.Enum):
 
 class EventCode(enum.Enum):
     """What happened, as reported to the observer (after ContainerPilot's
-    events.EventCode): the log's event names are derived from these."""
+    events.EventCode); the values are the log's event names, which the
+    suite and operators' log searches rely on. A heartbeat is not an event
+    in the log (it would be a line every few seconds): it is counted."""
 
     STATE_CHANGED = "state changed"
     CHILD_STARTED = "child started"
     CHILD_EXITED = "child exited"
     CHILD_RESTARTED = "child restarted"
-    CHECK_CHANGED = "check changed"
-    HEARTBEAT_OK = "heartbeat"
-    HEARTBEAT_FAILED = "heartbeat failed"
+    CHECK_CHANGED = "check"  # logged as "check passing", "check critical", ...
     CONSUL_UNREACHABLE = "consul unavailable, retrying"
     CONSUL_REACHABLE = "consul available again"
     REGISTERED = "registered"
