@@ -22,6 +22,7 @@ from svcwrap.logs import Logger
 from svcwrap.supervisor import Discovery, SpawnError, Supervisor
 
 USAGE = "usage: svcwrap [options] [--] COMMAND [ARGS...]"
+VERB_USAGE = "       svcwrap status|healthcheck|maintenance|reload ... (see svcwrap VERB --help)"
 
 # (flag, metavar or None for a switch, repeatable, help)
 OPTIONS: list[tuple[str, str | None, bool, str]] = [
@@ -79,7 +80,12 @@ OPTIONS: list[tuple[str, str | None, bool, str]] = [
     ("--watch-floor", "DUR", False, "least time between two queries of one watch [250ms]"),
     ("--template-timeout", "DUR", False, "give up waiting for the first render "
                                          "(0 = never) [0]"),
+    # issue 10: control socket and metrics (control.py, metrics.py)
+    ("--control", "PATH", False, "control socket for the verbs, or off [as PID 1: "
+                                 "/run/svcwrap/control.sock or /tmp/svcwrap-UID/; else none]"),
+    ("--metrics", "HOST:PORT", False, "serve Prometheus metrics there [off]"),
 ]
+VERBS = ("status", "healthcheck", "maintenance", "reload")
 _SPECS = {flag: (metavar, repeatable) for flag, metavar, repeatable, _ in OPTIONS}
 
 
@@ -92,7 +98,8 @@ def env_name(flag: str) -> str:
 
 
 def help_text() -> str:
-    lines = [USAGE, "", "Run COMMAND as a supervised child: forward signals, reap zombies,",
+    lines = [USAGE, VERB_USAGE, "",
+             "Run COMMAND as a supervised child: forward signals, reap zombies,",
              "register it in Consul with a TTL check once ready, and leave Consul",
              "before the child is stopped.", "", "options:"]
     for flag, metavar, _, text in OPTIONS:
@@ -521,8 +528,15 @@ def parse(argv: list[str], environ: dict[str, str]) -> tuple[Config, list[str]]:
         # in /proc/PID/environ, and it registers rogue instances (as Nomad does).
         child_environ = {k: v for k, v in environ.items()
                          if k not in ("CONSUL_HTTP_TOKEN", "CONSUL_HTTP_TOKEN_FILE")}
+    control = src.value("--control")
+    if control is not None and control != "off":
+        if not control.startswith("/") or len(control.encode()) > 107:
+            raise UsageError(f"{src.where('--control')}: {control!r} must be an absolute "
+                             "path of at most 107 bytes, or off")
+    raw_metrics = src.value("--metrics")
+    metrics = parse_listen(raw_metrics, src.where("--metrics")) if raw_metrics else None
     config = Config(register, supervisor, service, health, consul, log_format, log_level,
-                    child_environ)
+                    child_environ, control, metrics)
     if src.values("--template") or file_templates:
         from svcwrap.templates.options import parse_templates
 
@@ -546,8 +560,26 @@ def load_config_file(src: _Source) -> list:
     return loaded.templates
 
 
+def parse_listen(raw: str, where: str) -> tuple[str, int]:
+    """HOST:PORT, [IPv6]:PORT or :PORT (every interface) -> (host, port)."""
+    if raw.startswith("["):
+        host, _, rest = raw[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port = raw.rpartition(":")
+        if ":" in host:
+            raise UsageError(f"{where}: {raw!r}: write an IPv6 address as [ADDR]:PORT")
+    if not port or ":" not in raw:
+        raise UsageError(f"{where}: {raw!r} is not HOST:PORT")
+    return host or "0.0.0.0", parse_port(port, where)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in VERBS:  # `svcwrap status`; `svcwrap -- status` runs a command
+        from svcwrap.verbs import main as verb
+
+        return verb(args)
     try:
         # Exactly what svcwrap was exec'd with: os.environ may have gained
         # LC_CTYPE from the interpreter's locale coercion (PEP 538).

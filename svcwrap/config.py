@@ -214,12 +214,13 @@ class ConsulConfig:
 
 class Config:
     __slots__ = ("register", "supervisor", "service", "health", "consul",
-                 "log_format", "log_level", "environ", "templates")
+                 "log_format", "log_level", "environ", "templates", "control", "metrics")
 
     def __init__(self, register: bool, supervisor: SupervisorConfig,
                  service: ServiceConfig | None, health: HealthConfig,
                  consul: ConsulConfig | None, log_format: str, log_level: str,
-                 environ: dict[str, str]) -> None:
+                 environ: dict[str, str], control: str | None = None,
+                 metrics: tuple[str, int] | None = None) -> None:
         self.register = register
         self.supervisor = supervisor
         self.service = service
@@ -229,6 +230,8 @@ class Config:
         self.log_level = log_level
         self.environ = environ  # the child's environment
         self.templates = None   # templates.spec.TemplatesConfig, when any is configured
+        self.control = control  # --control: a path, "off", or None for the default
+        self.metrics = metrics  # --metrics: (host, port), or None for none
 
 
 def default_service_id(name: str) -> str:
