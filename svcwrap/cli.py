@@ -595,7 +595,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(config: Config, log: Logger) -> int:
     """Spawn the child at once, then hand it to the supervisor's main loop,
-    with Consul discovery (lifecycle.py) beside it unless --no-register."""
+    with Consul discovery (lifecycle.py) beside it unless --no-register, and
+    the control socket and metrics (started after the spawn)."""
     supervisor = Supervisor(config.supervisor, log)
     supervisor.prepare()
     environ = config.environ
@@ -619,11 +620,78 @@ def run(config: Config, log: Logger) -> int:
     if notify is not None:
         notify.child_pid = pid
     # Only now, with the child running, is anything heavy imported.
+    observer = make_observer(config, log)
+    observer.child_started(pid, " ".join(config.supervisor.command),
+                           started=supervisor.spawned_at)
+    requests = supervisor.attach(observer)
     if config.register:
         from svcwrap.lifecycle import ConsulDiscovery
 
-        discovery: Discovery = ConsulDiscovery(config, log, notify)
+        discovery: Discovery = ConsulDiscovery(config, log, notify, observer)
+    elif config.health.check.kind != "none":
+        from svcwrap.lifecycle import LocalCheck
+
+        discovery = LocalCheck(config, observer)
     else:
         discovery = Discovery()
     discovery.start(pid, supervisor)
-    return supervisor.run(discovery)
+    server = start_control(config, log, observer, requests, supervisor.pid1)
+    if config.metrics is not None:
+        import threading
+
+        threading.Thread(target=start_metrics, args=(config.metrics, log, observer),
+                         name="svcwrap-metrics-start", daemon=True).start()
+    try:
+        return supervisor.run(discovery)
+    finally:
+        if server is not None:
+            server.close()  # a socket left behind would be a stale one
+
+
+def start_control(config: Config, log: Logger, observer, requests, pid1: bool):
+    """The control socket (control.py), or None: off, not PID 1 without
+    --control, or it cannot be created (a warning; svcwrap goes on)."""
+    from svcwrap.control import ControlServer, server_path
+
+    path = server_path(config.control, pid1)
+    if path is None:
+        return None
+    server = ControlServer(path, observer, requests, log)
+    try:
+        server.start()
+    except OSError as err:
+        log.warning("no control socket", path=path, error=err.strerror or str(err))
+        return None
+    return server
+
+
+def start_metrics(listen: tuple[str, int], log: Logger, observer) -> None:
+    """On its own thread: importing prometheus_client costs ~60 ms and 12 MB,
+    which must not delay the main loop. What happened meanwhile is carried
+    over (Observer.attach_metrics)."""
+    try:
+        from svcwrap.metrics import Metrics
+
+        metrics = Metrics()
+        host, port = metrics.serve(*listen)
+    except OSError as err:
+        log.error("cannot serve metrics", address=f"{listen[0]}:{listen[1]}",
+                  error=err.strerror or str(err))
+        return
+    observer.attach_metrics(metrics)
+    log.info("metrics", address=f"{host}:{port}")
+
+
+def make_observer(config: Config, log: Logger):
+    """The one place that hears every state change (observer.py); imports
+    enum, so only after the spawn."""
+    from svcwrap.observer import Observer
+    from svcwrap.states import ServiceState
+
+    check = config.health.check
+    return Observer(log, version=__version__,
+                    initial=ServiceState.STARTING if config.register else ServiceState.RUNNING,
+                    service_id=config.service.id if config.service else None,
+                    service_name=config.service.name if config.service else None,
+                    consul_address=config.consul.base_url if config.consul else None,
+                    check=None if check.kind == "none" else check.text)

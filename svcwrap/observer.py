@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from svcwrap.metrics import Metrics
 
+EARLY_REQUESTS = 256  # agent calls kept for metrics attached late
 OUTPUT_IN_LOG = 200  # a check's output is cut to this in the log (in full in status)
 
 
@@ -61,6 +62,9 @@ class Observer:
         self._counts = {"heartbeats": 0, "heartbeat_failures": 0, "registrations": 0,
                         "child_restarts": 0}
         self._signals: dict[str, int] = {}
+        # Calls to the agent timed before the metrics existed, replayed into
+        # the histogram by attach_metrics (bounded: metrics come within ms).
+        self._early_requests: list[tuple[str, float]] = []
         if metrics is not None:
             self.attach_metrics(metrics)
 
@@ -74,6 +78,9 @@ class Observer:
             metrics.catch_up(self._machine.state.value,
                              None if self._check_status is None else self._check_status.value,
                              self._counts, self._signals)
+            for call, seconds in self._early_requests:
+                metrics.consul_request(call, seconds)
+            self._early_requests.clear()
             self._metrics = metrics
 
     @contextmanager
@@ -112,14 +119,17 @@ class Observer:
             self._metrics.state(new.value)
 
     # -- the child -------------------------------------------------------------
-    def child_started(self, pid: int, command: str, started: float | None = None) -> None:
+    # The child's start and exit are debug lines: a plain init is silent, and
+    # an operator's log shows Consul events (issue 9).
+    def child_started(self, pid: int, command: str, started: float | None = None,
+                      level: str = "debug") -> None:
         """`started`: the clock's time of the spawn, when it happened before
         the observer existed (it is created after the spawn)."""
         with self._reporting():
             self._child_pid = pid
             self._child_started = self._clock() if started is None else started
             self._child_exit_code = None
-            self._out.put("info", EventCode.CHILD_STARTED.value, {"pid": pid, "command": command})
+            self._out.put(level, EventCode.CHILD_STARTED.value, {"pid": pid, "command": command})
 
     def child_restarted(self, pid: int) -> None:
         with self._reporting():
@@ -131,7 +141,8 @@ class Observer:
                 self._metrics.child_restarted()
             self._out.put("info", EventCode.CHILD_RESTARTED.value, {"pid": pid})
 
-    def child_exited(self, pid: int, code: int, signal: str | None = None) -> None:
+    def child_exited(self, pid: int, code: int, signal: str | None = None,
+                     level: str = "debug") -> None:
         """The main child is gone: whatever the state, it is now exited."""
         with self._reporting():
             self._child_exit_code = code
@@ -140,18 +151,24 @@ class Observer:
                 fields["signal"] = signal
             self._machine.to(ServiceState.EXITED)
             fields["state"] = self._machine.state.value
-            self._out.put("info", EventCode.CHILD_EXITED.value, fields)
+            self._out.put(level, EventCode.CHILD_EXITED.value, fields)
 
-    def signal_forwarded(self, signal: str) -> None:
+    def signal_forwarded(self, signal: str, sent: str | None = None) -> None:
+        """`signal` as received (counted under its name), `sent` what the
+        child got after --rewrite / --stop-signal, when that differs."""
         with self._reporting():
             self._signals[signal] = self._signals.get(signal, 0) + 1
             if self._metrics is not None:
                 self._metrics.signal_forwarded(signal)
-            self._out.put("debug", EventCode.SIGNAL_FORWARDED.value, {"signal": signal})
+            fields = {"signal": signal}
+            if sent is not None:
+                fields["sent"] = sent
+            self._out.put("debug", EventCode.SIGNAL_FORWARDED.value, fields)
 
     # -- health and Consul -----------------------------------------------------
-    def check_result(self, status: CheckStatus, output: str) -> None:
-        """A health-check result; logged only when the status changes."""
+    def check_result(self, status: CheckStatus, output: str, log: bool = True) -> None:
+        """A health-check result; logged only when the status changes (and
+        `log`: the status a registration carries is the last one logged)."""
         with self._reporting():
             changed = status != self._check_status
             self._check_status = status
@@ -160,6 +177,8 @@ class Observer:
                 return
             if self._metrics is not None:
                 self._metrics.check_status(status.value)
+            if not log:
+                return
             level = "info" if status is CheckStatus.PASSING else "warning"
             self._out.put(level, f"{EventCode.CHECK_CHANGED.value} {status.value}",
                           {"output": output[:OUTPUT_IN_LOG]})
@@ -216,6 +235,8 @@ class Observer:
         with self._lock:
             if self._metrics is not None:
                 self._metrics.consul_request(call, seconds)
+            elif len(self._early_requests) < EARLY_REQUESTS:
+                self._early_requests.append((call, seconds))
 
     def maintenance(self, on: bool, reason: str = "") -> None:
         """Maintenance mode as the agent now has it; logged when it changes."""
