@@ -94,12 +94,19 @@ class Wrapped:
         os.kill(self.pid, signo)
 
     def wait(self, timeout: float = 10.0) -> int:
-        """svcwrap's exit status; on timeout svcwrap (not only unshare) is killed."""
+        """svcwrap's exit status; on timeout svcwrap (not only unshare) is killed,
+        and the failure says what state it was in and what it had logged."""
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            try:
+                state = psutil.Process(self.pid).status()
+            except (psutil.Error, ProcessLookupError):
+                state = "gone"
+            logged = self.stderr_so_far()
             self.close()
-            raise
+            raise AssertionError(f"svcwrap still running after {timeout:g}s (state: {state}); "
+                                 f"it logged:\n{logged}") from None
 
     def stderr_so_far(self) -> str:
         """What svcwrap has logged until now, without waiting for it to exit."""

@@ -45,9 +45,11 @@ def test_agent_service_unknown_id_is_404_text(consul):
 def test_agent_service_hash_blocking_returns_on_change(consul_double, web_1):
     """§10/§11: ?hash=&wait= blocks until the definition changes."""
     h = consul_double.get("/v1/agent/service/web-1")[1]["ContentHash"]
-    threading.Timer(0.2, lambda: reg(consul_double, Port=81)).start()
+    change = threading.Timer(0.2, lambda: reg(consul_double, Port=81))
+    change.start()
     t0 = time.monotonic()
     status, body = consul_double.get("/v1/agent/service/web-1?hash=%s&wait=5s" % h)
+    change.join()  # its own answer may still be on the way: not after the double has stopped
     assert status == 200 and body["Port"] == 81 and 0.1 < time.monotonic() - t0 < 4
 
 
@@ -201,9 +203,11 @@ def test_blocking_query_returns_when_the_index_moves(consul_double):
     """§11: ?index=N blocks until the index is greater than N."""
     reg(consul_double, status="critical")
     i = index_of(consul_double)
-    threading.Timer(0.3, lambda: consul_double.put("/v1/agent/check/pass/service:web-1")).start()
+    change = threading.Timer(0.3, lambda: consul_double.put("/v1/agent/check/pass/service:web-1"))
+    change.start()
     t0 = time.monotonic()
     status, headers, _ = consul_double.request("GET", "/v1/health/service/web?passing&index=%d&wait=5s" % i)
+    change.join()
     assert status == 200 and int(headers["X-Consul-Index"]) > i and 0.2 < time.monotonic() - t0 < 4
 
 
