@@ -28,7 +28,7 @@ from svcwrap.config import ConsulConfig, Secret  # noqa: E402
 from svcwrap.logs import Logger  # noqa: E402
 from svcwrap.templates.manager import TemplateManager  # noqa: E402
 from svcwrap.templates.spec import TemplateSpec  # noqa: E402
-from svcwrap.templates.transport import stdlib_transport  # noqa: E402
+from svcwrap.consul_http import AgentHTTP  # noqa: E402
 
 
 def start_double() -> tuple[subprocess.Popen, str]:
@@ -75,8 +75,9 @@ def manager_for(addr: str, tmp: Path, names: list[str], wait: tuple[float, float
                               " {{ s.address }}:{{ s.port }}\n{% endfor %}" for n in names))
     dest = tmp / "all.conf"
     host, port = addr.rsplit(":", 1)
-    transport = stdlib_transport(ConsulConfig("http", host, int(port), Secret(""), True, None, ""))
-    manager = TemplateManager([TemplateSpec(str(source), str(dest))], transport=transport,
+    consul = ConsulConfig("http", host, int(port), Secret(""), True, None, "")
+    manager = TemplateManager([TemplateSpec(str(source), str(dest))],
+                              connect=lambda: AgentHTTP(consul),
                               environ={}, log=Logger(level="error"), runner=lambda a, t: (0, ""),
                               on_rendered=lambda changed, failures: reloads.append(time.monotonic()),
                               wait=wait)

@@ -73,8 +73,11 @@ class FakeConsul:
         self.index += 1
         self.instances.pop(sid, None)
 
-    # -- the transport -----------------------------------------------------
-    def __call__(self, method: str, path: str, *, params: dict[str, str], body,
+    # -- the client (consul_http.AgentHTTP's shape) ---------------------------
+    def close(self) -> None:
+        pass
+
+    def request(self, method: str, path: str, *, params: dict[str, str], body,
                  deadline: float, max_body: int) -> Answer:
         self.calls.append((path, dict(params), deadline, max_body))
         if self.clock is not None:
@@ -145,7 +148,7 @@ class Harness:
             source.write_text(text)
             self.specs.append(TemplateSpec(str(source), str(tmp_path / name), **spec_options))
         self.manager = TemplateManager(
-            self.specs, transport=self.consul, environ=environ or {}, log=Logger(level="error"),
+            self.specs, connect=lambda: self.consul, environ=environ or {}, log=Logger(level="error"),
             runner=run_command, on_rendered=self._on_rendered, wait=wait, floor=0.0,
             clock=self.clock, watch_factory=self._watch)
         self.manager.load_sources()

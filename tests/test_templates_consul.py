@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from svcwrap.config import ConsulConfig, Secret
+from svcwrap.consul_http import AgentHTTP
 from svcwrap.logs import Logger
 from svcwrap.templates.manager import TemplateManager
 from svcwrap.templates.spec import TemplateSpec
-from svcwrap.templates.transport import stdlib_transport
 from svcwrap.templates.watch import Watch
 from tests.consul_double import start
 from tests.consul_fixture import REAL_AGENT_ENV, ConsulUnderTest, wait_until
@@ -38,10 +38,10 @@ class Rendering:
         self.log_file = open(self.log_path, "w")
         self.reloads: list[list[TemplateSpec]] = []
         self.watches: list[Watch] = []
-        transport = stdlib_transport(ConsulConfig("http", consul.host, consul.port,
-                                                  Secret(token), True, None, ""))
+        config = ConsulConfig("http", consul.host, consul.port, Secret(token), True, None, "")
         self.manager = TemplateManager(
-            [TemplateSpec(str(source), str(self.dest))], transport=transport, environ={},
+            [TemplateSpec(str(source), str(self.dest))],
+            connect=lambda: AgentHTTP(config), environ={},
             log=Logger(fd=self.log_file.fileno()), runner=run_command,
             on_rendered=lambda changed, failures: self.reloads.append(changed),
             floor=0.05, block_wait=30.0, watch_factory=self._watch)

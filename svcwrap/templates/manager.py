@@ -62,13 +62,14 @@ class _Request:
 
 
 class TemplateManager:
-    def __init__(self, specs: list[TemplateSpec], *, transport, environ: Mapping[str, str],
+    def __init__(self, specs: list[TemplateSpec], *, connect: Callable[[], object],
+                 environ: Mapping[str, str],
                  log: Logger, runner: Runner, on_rendered: OnRendered,
                  wait: tuple[float, float] = (0.0, 0.0), floor: float = 0.25,
                  block_wait: float = BLOCK_WAIT, clock: Callable[[], float] = time.monotonic,
                  watch_factory: Callable[..., Watch] | None = None) -> None:
         self.templates = [_Template(spec) for spec in specs]
-        self.transport = transport
+        self.connect = connect  # a new Consul client (consul_http.AgentHTTP) per watch
         self.log = log
         self.runner = runner
         self.on_rendered = on_rendered
@@ -169,7 +170,7 @@ class TemplateManager:
 
     def make_watch(self, query: Query) -> Watch:
         """A watch reporting to this manager, not yet started."""
-        return Watch(query, self.transport, self.answered, self.failed, floor=self.floor,
+        return Watch(query, self.connect(), self.answered, self.failed, floor=self.floor,
                      wait=self.block_wait, clock=self.clock, on_recovered=self.recovered)
 
     def _start_watch(self, query: Query) -> Watch:
