@@ -1,7 +1,9 @@
 """Watches and renders against the Consul under test (the double, or a real
 agent with SVCWRAP_TEST_CONSUL_ADDR) for /v1/health/service (issue 11
-"Tests and measurements"): blocking queries that return on a change, the
-token on every call, Consul down at start, a query dropped mid-way."""
+"Tests and measurements"): blocking queries that return on a change (a
+write, a delete's tombstone, a new service in the catalog), the token on
+every call, Consul down at start, a query dropped mid-way. The functions'
+shapes are in test_templates_render.py, on the in-process fake."""
 from __future__ import annotations
 
 import os
@@ -27,12 +29,15 @@ TOKEN = "7emplate-5ecre7-d0-not-print"
 class Rendering:
     """A threaded manager rendering one upstreams file from service NAME."""
 
-    def __init__(self, consul: ConsulUnderTest, tmp_path: Path, token: str = "") -> None:
+    def __init__(self, consul: ConsulUnderTest, tmp_path: Path, token: str = "",
+                 text: str = "") -> None:
         self.consul = consul
         self.name = f"svcwrap-test-{uuid.uuid4().hex[:8]}"
+        self.prefix = self.name + "/"   # its own KV keys (a real agent is shared)
         self.dest = tmp_path / "upstreams.conf"
         source = tmp_path / "upstreams.j2"
-        source.write_text("{% for s in service('" + self.name + "') %}"
+        source.write_text(text.replace("NAME", self.name) or
+                          "{% for s in service('" + self.name + "') %}"
                           "server {{ s.address }}:{{ s.port }};\n{% endfor %}")
         self.log_path = tmp_path / "log"
         self.log_file = open(self.log_path, "w")
@@ -63,6 +68,15 @@ class Rendering:
         status, text = self.consul.put(f"/v1/agent/service/deregister/{self.name}-{n}")
         assert status == 200, text
 
+    def put_key(self, key: str, value: str) -> None:
+        status, _, raw = self.consul.request("PUT", "/v1/kv/" + self.prefix + key,
+                                             value.encode())
+        assert status == 200, raw
+
+    def delete_key(self, key: str) -> None:
+        status, _, raw = self.consul.request("DELETE", "/v1/kv/" + self.prefix + key)
+        assert status == 200, raw
+
     def text(self) -> str:
         return self.dest.read_text() if self.dest.exists() else ""
 
@@ -72,6 +86,7 @@ class Rendering:
     def close(self) -> None:
         self.manager.stop()
         self.log_file.close()
+        self.consul.request("DELETE", "/v1/kv/" + self.prefix + "?recurse")
 
 
 @pytest.fixture
@@ -138,6 +153,92 @@ def test_consul_down_at_start_is_waited_out_with_backoff_and_logged_once(renderi
     assert rendering.manager.first_render_done.wait(10)
     assert rendering.text() == "server 10.0.0.1:8001;\n"
     assert rendering.log().count("consul unavailable") == 1
+
+
+@pytest.fixture
+def render(consul, tmp_path):
+    """render(text): a manager on `text` (NAME becomes the test's own name), started."""
+    made: list[Rendering] = []
+
+    def make(text: str) -> Rendering:
+        r = Rendering(consul, tmp_path, consul.token or "", text)
+        made.append(r)
+        return r
+
+    yield make
+    for r in made:
+        r.close()
+
+
+def test_key_waits_for_the_key_and_its_blocking_query_returns_on_each_write(render):
+    r = render("max={{ key('NAME/max') }}")
+    r.manager.start()
+    wait_until(lambda: r.watches and r.watches[0].answered, message="Consul's 404")
+    assert not r.manager.first_render_done.is_set() and not r.dest.exists()
+    r.put_key("max", "15")
+    assert r.manager.first_render_done.wait(10)
+    assert r.text() == "max=15"
+    wait_until(lambda: r.watches[0].index > 0, message="a blocking call under way")
+    r.put_key("max", "20")
+    wait_until(lambda: r.text() == "max=20", message="the new value")
+    assert len(r.watches) == 1 and len(r.reloads) == 1
+
+
+def test_a_deleted_key_brings_back_the_default_through_the_tombstones_index(render):
+    r = render("{{ key_or_default('NAME/mode', 'round-robin') }}")
+    r.put_key("mode", "least-conn")
+    r.manager.start()
+    assert r.manager.first_render_done.wait(10)
+    assert r.text() == "least-conn"
+    wait_until(lambda: r.watches[0].index > 0, message="a blocking call under way")
+    r.delete_key("mode")
+    wait_until(lambda: r.text() == "round-robin", message="the default after the delete")
+
+
+def test_tree_and_ls_follow_writes_and_deletes_below_their_prefix(render):
+    r = render("{% for p in tree('NAME/app') %}{{ p.key }}={{ p.value }} {% endfor %}|"
+               "{% for p in ls('NAME/app') %}{{ p.key }} {% endfor %}")
+    r.put_key("app/a", "1")
+    r.put_key("app/sub/b", "2")
+    r.manager.start()
+    assert r.manager.first_render_done.wait(10)
+    assert r.text() == "a=1 sub/b=2 |a "
+    wait_until(lambda: r.watches[0].index > 0, message="a blocking call under way")
+    r.put_key("app/c", "3")
+    wait_until(lambda: r.text() == "a=1 c=3 sub/b=2 |a c ", message="the new key")
+    r.delete_key("app/a")
+    wait_until(lambda: r.text() == "c=3 sub/b=2 |c ", message="the deleted key gone")
+    assert len(r.reloads) == 2
+
+
+def test_a_write_outside_the_prefix_rewrites_nothing_and_reloads_nothing(render):
+    r = render("{% for p in tree('NAME/app') %}{{ p.key }}={{ p.value }}{% endfor %}")
+    r.put_key("app/a", "1")
+    r.manager.start()
+    assert r.manager.first_render_done.wait(10)
+    watch = r.watches[0]
+    wait_until(lambda: watch.index > 0, message="a blocking call under way")
+    before = watch.index
+    r.put_key("other", "x")      # moves the KV table's index: the prefix's may move too
+    r.put_key("app2/a", "x")     # shares the prefix's first letters, not its slash
+    assert_stays_false(lambda: r.reloads, 0.5, "a write elsewhere reloaded")
+    assert r.text() == "a=1" and watch.index >= before
+
+
+def test_services_follows_a_new_service_in_the_catalog(render):
+    r = render("{% for s in services() %}{% if s.name.startswith('NAME') %}"
+               "{{ s.name[-2:] }}:{{ s.tags|join(',') }} {% endif %}{% endfor %}")
+    r.name, base = r.name + "-a", r.name
+    r.register(1)
+    r.manager.start()
+    assert r.manager.first_render_done.wait(10)
+    assert r.text() == "-a: "
+    wait_until(lambda: r.watches[0].index > 0, message="a blocking call under way")
+    status, text = r.consul.put("/v1/agent/service/register", {
+        "Name": base + "-b", "ID": base + "-b-1", "Tags": ["v2", "edge"],
+        "Check": {"TTL": "60s", "Status": "passing"}})
+    assert status == 200, text
+    wait_until(lambda: r.text() == "-a: -b:edge,v2 ", message="the new service")
 
 
 @pytest.fixture
