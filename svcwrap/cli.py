@@ -522,8 +522,13 @@ def parse(argv: list[str], environ: dict[str, str]) -> tuple[Config, list[str]]:
             address=parse_address(src.value("--address") or "auto", src.where("--address")),
         )
         consul = parse_consul(src, environ)
+    # Templates talk to Consul too, under --no-register as well (a load
+    # balancer that registers nothing still renders its upstreams).
+    templating = bool(src.values("--template") or file_templates)
+    if templating and consul is None:
+        consul = parse_consul(src, environ)
     child_environ = environ
-    if register and not src.switch("--pass-token"):
+    if (register or templating) and not src.switch("--pass-token"):
         # The token is svcwrap's: a child that drops privileges would show it
         # in /proc/PID/environ, and it registers rogue instances (as Nomad does).
         child_environ = {k: v for k, v in environ.items()
@@ -537,7 +542,7 @@ def parse(argv: list[str], environ: dict[str, str]) -> tuple[Config, list[str]]:
     metrics = parse_listen(raw_metrics, src.where("--metrics")) if raw_metrics else None
     config = Config(register, supervisor, service, health, consul, log_format, log_level,
                     child_environ, control, metrics)
-    if src.values("--template") or file_templates:
+    if templating:
         from svcwrap.templates.options import parse_templates
 
         config.templates = parse_templates(src, file_templates)
