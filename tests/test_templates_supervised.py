@@ -35,6 +35,17 @@ def ready(out: Path) -> None:
     wait_until(lambda: Path(f"{out}.ready").exists(), message="the child ready")
 
 
+def started(wrap, t: Templated, *args: str, **keys: str):
+    """svcwrap ARGS with the signal recorder as its child, once the child
+    runs; each key=value is put in the test's KV prefix first."""
+    for key, value in keys.items():
+        t.put_key(key, value)
+    child, out = recorder(t.tmp)
+    w = wrap(*t.args(*args, child=child), env=t.env())
+    ready(out)
+    return w, out
+
+
 def hups_after_settling(w, out: Path) -> int:
     """How many SIGHUPs the child has had, once svcwrap has dealt with every
     signal sent before a marker (see signal_support.settle)."""
@@ -105,10 +116,7 @@ def test_consul_down_at_start_is_waited_out_with_backoff_and_logged_once(wrap, t
 # -- reloads --------------------------------------------------------------------------
 def test_a_change_in_consul_rewrites_the_file_and_the_child_gets_sighup(wrap, t):
     dest = t.template("app.conf", "max={{ key('NAME/max') }}", reload="signal:HUP")
-    t.put_key("max", "1")
-    child, out = recorder(t.tmp)
-    w = wrap(*t.args(child=child), env=t.env())
-    ready(out)
+    w, out = started(wrap, t, max="1")
     assert dest.read_text() == "max=1" and hups_after_settling(w, out) == 0  # not for the first
     t.put_key("max", "2")
     wait_until(lambda: HUP in received(out), message="SIGHUP after the change")
@@ -117,10 +125,7 @@ def test_a_change_in_consul_rewrites_the_file_and_the_child_gets_sighup(wrap, t)
 
 def test_a_burst_of_changes_makes_one_render_and_one_reload(wrap, t):
     dest = t.template("app.conf", "max={{ key('NAME/max') }}", reload="signal")
-    t.put_key("max", "0")
-    child, out = recorder(t.tmp)
-    w = wrap(*t.args("--template-wait", "400ms:5s", child=child), env=t.env())
-    ready(out)
+    w, out = started(wrap, t, "--template-wait", "400ms:5s", max="0")
     for i in range(1, 11):
         t.put_key("max", str(i))
     wait_until(lambda: dest.read_text() == "max=10", message="the last value")
@@ -147,10 +152,7 @@ def test_changes_to_several_templates_within_the_window_make_one_reload(wrap, t)
 
 def test_a_reload_signal_goes_through_rewrite_like_any_forwarded_signal(wrap, t):
     t.template("app.conf", "{{ key('NAME/v') }}", reload="signal:HUP")
-    t.put_key("v", "0")
-    child, out = recorder(t.tmp)
-    w = wrap(*t.args("--rewrite", "HUP:USR2", child=child), env=t.env())
-    ready(out)
+    w, out = started(wrap, t, "--rewrite", "HUP:USR2", v="0")
     t.put_key("v", "1")
     wait_until(lambda: signal.SIGUSR2 in received(out), message="the rewritten signal")
     assert HUP not in received(out)
@@ -161,10 +163,7 @@ def test_exec_reload_runs_the_command_once_per_change_and_never_for_the_first_re
     dest = t.template("app.conf", "{{ key('NAME/v') }}",
                       reload=f"exec:{sys.executable} -c \"import sys; open(sys.argv[1], 'a')"
                              f".write(open(sys.argv[2]).read() + ' ')\" {log} {t.tmp / 'app.conf'}")
-    t.put_key("v", "0")
-    child, out = recorder(t.tmp)
-    w = wrap(*t.args(child=child), env=t.env())
-    ready(out)
+    w, out = started(wrap, t, v="0")
     assert_stays_false(log.exists, 0.5, "a reload for the first render")
     t.put_key("v", "1")
     wait_until(lambda: log.exists() and log.read_text() == "1 ", message="the command ran")
@@ -176,10 +175,7 @@ def test_exec_reload_runs_the_command_once_per_change_and_never_for_the_first_re
 def test_a_blocking_query_the_agent_drops_midway_is_asked_again_and_the_change_lands(
         wrap, t, consul_double):
     t.template("app.conf", "{{ key('NAME/v') }}", reload="signal:HUP")
-    t.put_key("v", "0")
-    child, out = recorder(t.tmp)
-    w = wrap(*t.args(child=child), env=t.env())
-    ready(out)
+    w, out = started(wrap, t, v="0")
     double = consul_double.double
     wait_until(lambda: double.state.blocking_queries >= 1, message="a blocking query")
     double.refuse_connections(True)   # drops the held connection
@@ -191,19 +187,25 @@ def test_a_blocking_query_the_agent_drops_midway_is_asked_again_and_the_change_l
 
 def test_svcwrap_reload_rereads_the_sources_and_reloads_once(wrap, t):
     dest = t.template("app.conf", "v={{ key('NAME/v') }}", reload="signal:HUP")
-    t.put_key("v", "1")
-    child, out = recorder(t.tmp)
-    w = wrap(*t.args("--template-wait", "1m:10m", child=child), env=t.env())
-    ready(out)
+    w, out = started(wrap, t, "--template-wait", "1s:2s", v="1")
     (t.tmp / "app.conf.j2").write_text("value={{ key('" + t.name + "/v') }}")
-    t.put_key("v", "2")   # waiting in the (long) quiet window: lands with the reload
     done = t.verb("reload")
     assert done.returncode == 0, done.stderr
-    assert "1 changed" in done.stdout and dest.read_text() == "value=2"
+    assert "1 changed" in done.stdout and dest.read_text() == "value=1"
     assert hups_after_settling(w, out) == 1
     done = t.verb("reload")
     assert done.returncode == 0 and "nothing changed" in done.stdout
     assert hups_after_settling(w, out) == 1
+
+
+def test_a_change_waiting_in_the_quiet_window_lands_with_svcwrap_reload_and_only_then(wrap, t):
+    dest = t.template("app.conf", "v={{ key('NAME/v') }}", reload="signal:HUP")
+    w, out = started(wrap, t, "--template-wait", "1500ms:3s", v="1")
+    t.put_key("v", "2")
+    # Each reload before the watch has the new value changes nothing.
+    wait_until(lambda: "1 changed" in t.verb("reload").stdout, message="the change landed")
+    assert dest.read_text() == "v=2" and hups_after_settling(w, out) == 1
+    assert_stays_false(lambda: received(out).count(HUP) > 1, 3.5, "a second reload")
 
 
 # -- validation -----------------------------------------------------------------------
