@@ -137,7 +137,7 @@ class ConsulBackend(Backend):
             raise BackendUnavailable(str(err)) from None
 
     def _register(self, status: str, output: str) -> None:
-        self._call(self.registry.register)
+        self._call(self.registry.register, status, output)
         # A re-registration keeps a check's old status: report it explicitly.
         self._call(self.registry.update, status, output)
 
@@ -148,21 +148,7 @@ class ConsulBackend(Backend):
         return self._call(self.registry.deregister)
 
     def _set_maintenance(self, on: bool, reason: str) -> None:
-        """PUT /v1/agent/service/maintenance/:id (reference section 7), with the
-        token in the header (py-consul's wrapper would put nothing or ?token=)."""
-        from consul.callback import CB
-
-        client = self.registry.client
-        headers = {"X-Consul-Token": client.token} if client.token else {}
-        params = [("enable", "true" if on else "false")] + ([("reason", reason)] if on and reason
-                                                           else [])
-        # Registry._call turns requests' and py-consul's errors into its two
-        # exceptions; the wiring moves this method into registry.py.
-        found = self._call(self.registry._call, client.http.put, CB.boolean(),
-                           f"/v1/agent/service/maintenance/{self.registry.service.id}",
-                           params, "", headers)
-        if not found:  # py-consul turns a 404 into False
-            raise NotRegistered(f"404 unknown service {self.registry.service.id}")
+        self._call(self.registry.maintenance, on, reason)
 
 
 class FakeBackend(Backend):

@@ -624,6 +624,10 @@ def run(config: Config, log: Logger) -> int:
     if notify is not None:
         notify.child_pid = pid
     # Only now, with the child running, is anything heavy imported.
+    observer = make_observer(config, log)
+    observer.child_started(pid, " ".join(config.supervisor.command),
+                           started=supervisor.spawned_at)
+    supervisor.attach(observer)
     if config.register:
         from svcwrap.lifecycle import ConsulDiscovery
 
@@ -632,3 +636,18 @@ def run(config: Config, log: Logger) -> int:
         discovery = Discovery()
     discovery.start(pid, supervisor)
     return supervisor.run(discovery)
+
+
+def make_observer(config: Config, log: Logger):
+    """The one place that hears every state change (observer.py); imports
+    enum, so only after the spawn."""
+    from svcwrap.observer import Observer
+    from svcwrap.states import ServiceState
+
+    check = config.health.check
+    return Observer(log, version=__version__,
+                    initial=ServiceState.STARTING if config.register else ServiceState.RUNNING,
+                    service_id=config.service.id if config.service else None,
+                    service_name=config.service.name if config.service else None,
+                    consul_address=config.consul.base_url if config.consul else None,
+                    check=None if check.kind == "none" else check.text)

@@ -112,14 +112,17 @@ class Observer:
             self._metrics.state(new.value)
 
     # -- the child -------------------------------------------------------------
-    def child_started(self, pid: int, command: str, started: float | None = None) -> None:
+    # The child's start and exit are debug lines: a plain init is silent, and
+    # an operator's log shows Consul events (issue 9).
+    def child_started(self, pid: int, command: str, started: float | None = None,
+                      level: str = "debug") -> None:
         """`started`: the clock's time of the spawn, when it happened before
         the observer existed (it is created after the spawn)."""
         with self._reporting():
             self._child_pid = pid
             self._child_started = self._clock() if started is None else started
             self._child_exit_code = None
-            self._out.put("info", EventCode.CHILD_STARTED.value, {"pid": pid, "command": command})
+            self._out.put(level, EventCode.CHILD_STARTED.value, {"pid": pid, "command": command})
 
     def child_restarted(self, pid: int) -> None:
         with self._reporting():
@@ -131,7 +134,8 @@ class Observer:
                 self._metrics.child_restarted()
             self._out.put("info", EventCode.CHILD_RESTARTED.value, {"pid": pid})
 
-    def child_exited(self, pid: int, code: int, signal: str | None = None) -> None:
+    def child_exited(self, pid: int, code: int, signal: str | None = None,
+                     level: str = "debug") -> None:
         """The main child is gone: whatever the state, it is now exited."""
         with self._reporting():
             self._child_exit_code = code
@@ -140,14 +144,19 @@ class Observer:
                 fields["signal"] = signal
             self._machine.to(ServiceState.EXITED)
             fields["state"] = self._machine.state.value
-            self._out.put("info", EventCode.CHILD_EXITED.value, fields)
+            self._out.put(level, EventCode.CHILD_EXITED.value, fields)
 
-    def signal_forwarded(self, signal: str) -> None:
+    def signal_forwarded(self, signal: str, sent: str | None = None) -> None:
+        """`signal` as received (counted under its name), `sent` what the
+        child got after --rewrite / --stop-signal, when that differs."""
         with self._reporting():
             self._signals[signal] = self._signals.get(signal, 0) + 1
             if self._metrics is not None:
                 self._metrics.signal_forwarded(signal)
-            self._out.put("debug", EventCode.SIGNAL_FORWARDED.value, {"signal": signal})
+            fields = {"signal": signal}
+            if sent is not None:
+                fields["sent"] = sent
+            self._out.put("debug", EventCode.SIGNAL_FORWARDED.value, fields)
 
     # -- health and Consul -----------------------------------------------------
     def check_result(self, status: CheckStatus, output: str) -> None:

@@ -1,4 +1,5 @@
-"""Everything that talks to Consul: register, report check status, deregister.
+"""Everything that talks to Consul: register, report check status,
+maintenance, deregister.
 
 Runs only on svcwrap's worker threads, never on the supervisor's. Every call
 goes through consul_http.AgentHTTP: one overall deadline per call, a small
@@ -89,6 +90,23 @@ class Registry:
         # not have associated TTL" without (reference §4.3). All mean "not registered".
         if answer.status == 404 or (answer.status == 500 and (
                 "Unknown check" in text or "does not have associated TTL" in text)):
+            raise NotRegistered(text)
+        raise ConsulUnavailable(text)
+
+    def maintenance(self, on: bool, reason: str = "") -> None:
+        """PUT /v1/agent/service/maintenance/:id (reference section 7): on adds
+        the critical check `_service_maintenance:<id>`, which takes the
+        service out of ?passing; off removes it. Both are no-ops when
+        already so. NotRegistered if the agent does not know the service."""
+        params = {"enable": "true" if on else "false"}
+        if on and reason:
+            params["reason"] = reason
+        answer = self._call(self.http, "PUT", f"/v1/agent/service/maintenance/{self.service.id}",
+                            params, None)
+        if answer.status == 200:
+            return
+        text = self._answered(answer, "maintenance")
+        if answer.status == 404:
             raise NotRegistered(text)
         raise ConsulUnavailable(text)
 

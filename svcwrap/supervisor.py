@@ -18,7 +18,24 @@ three deliberate consequences:
 
 The module uses `_signal`, the C module behind `signal`, because `signal`
 imports enum, which costs half a bare interpreter start-up, and this runs
-before the child is spawned.
+before the child is spawned. For the same reason the state machine
+(states.py, through the Observer) and the request queue (control.Requests)
+are handed in by attach() only once the child runs.
+
+Requests from other threads (a stop, a signal for the child, a restart, a
+snapshot) go through one queue, drained at the top of each pass of the
+main loop (take_requests); each is answered there at once or handed on,
+never waited for, so a request can never hold up forwarding or reaping.
+
+The stop sequence is the second half of the state machine in states.py:
+
+    (any running state) -> leaving -> draining -> stopping -> exited
+                     \-----------------------------------------/ (the child exits)
+
+It is moved by the main thread alone, through observer.transition(), which
+logs each step once; the worker threads move only the first half (starting
+-> registering -> registered), and the table refuses them once the stop
+has begun.
 """
 import _signal as sig
 import _thread
@@ -28,6 +45,9 @@ import time
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs more to import than svcwrap's start-up budget
     from typing import Callable
+
+    from svcwrap.control import Request, Requests
+    from svcwrap.observer import Observer
 
 from svcwrap.config import SupervisorConfig
 from svcwrap.logs import Logger
@@ -105,6 +125,10 @@ class Discovery:
     def has_left(self) -> bool:
         return True
 
+    def maintenance(self, on: bool, reason: str, request: "Request") -> None:
+        """Switch maintenance; answer `request` now or from another thread."""
+        request.answer(False, error="no maintenance without Consul (--no-register)")
+
 
 class Supervisor:
     def __init__(self, config: SupervisorConfig, log: Logger) -> None:
@@ -118,9 +142,11 @@ class Supervisor:
         self.child_status: int | None = None
         self.child_stopped = False
         self.no_children = False
-        # The stop sequence: running -> leaving -> draining -> stopping; or
-        # exited as soon as the main child is gone, whatever the phase.
-        self.phase = "running"
+        self.spawned_at = 0.0  # time.monotonic() of the spawn
+        # Set by attach(), after the spawn: the state (observer.state, moved
+        # only through observer.transition) and the queue into the main loop.
+        self.observer: "Observer | None" = None
+        self.requests: "Requests | None" = None
         self.leave_deadline = 0.0
         self.drain_seconds = 0.0
         self.drain_deadline = 0.0
@@ -129,7 +155,6 @@ class Supervisor:
         self.stragglers_killed = False
         self.forced_exit: int | None = None
         self.stop_with = 0  # what the child gets when the stop sequence signals it
-        self.requested_stop: tuple[int, str] | None = None
         # Told the pid and status of every other child reaped (exec probes).
         self.on_other_reaped: Callable[[int, int], None] | None = None
 
@@ -165,7 +190,7 @@ class Supervisor:
                 raise SpawnError(127, f"{argv[0]}: command not found") from None
             raise SpawnError(126, f"{argv[0]}: cannot execute: {err.strerror}") from None
         self.child_pid = pid
-        self.log.debug("child started", pid=pid, command=" ".join(argv))
+        self.spawned_at = time.monotonic()  # the observer, created next, logs the start
         return pid
 
     def _fork_exec(self, argv: list[str], environ: dict[str, str]) -> int:
@@ -218,6 +243,28 @@ class Supervisor:
             os.write(errors_w, b"1")
         os._exit(127)
 
+    def attach(self, observer: "Observer") -> "Requests":
+        """Hand in what the main loop needs once the child runs (their
+        modules import enum, too heavy before the spawn): the observer,
+        which holds the state, and a fresh request queue, returned."""
+        from svcwrap.control import Requests
+
+        self.observer = observer
+        self.requests = Requests(self.wake)
+        return self.requests
+
+    @property
+    def state(self):
+        """The service's state (a states.ServiceState): an attribute read."""
+        assert self.observer is not None, "attach() comes before run()"
+        return self.observer.state
+
+    def stopping(self) -> bool:
+        """Whether the stop sequence has begun (or the child is gone)."""
+        from svcwrap.states import STOPPING_STATES
+
+        return self.state in STOPPING_STATES
+
     # -- requests from other threads -------------------------------------------
     def wake(self) -> None:
         """Ring the main loop's doorbell (safe from any thread)."""
@@ -226,20 +273,78 @@ class Supervisor:
         except OSError:
             pass  # the main thread is already on its way out
 
-    def request_stop(self, exit_code: int, reason: str) -> None:
+    def request_stop(self, exit_code: int, reason: str) -> "Request":
         """Stop the child as if the first --stop-on signal (SIGTERM by
-        default) had arrived, then exit with exit_code."""
-        self.requested_stop = (exit_code, reason)
-        self.wake()
+        default) had arrived, then exit with exit_code (any thread)."""
+        assert self.requests is not None
+        return self.requests.put("stop", code=exit_code, reason=reason)
+
+    def take_requests(self, discovery: Discovery) -> None:
+        """Act on every queued request (main thread). Each handler does only
+        what on_signal() may do: nothing that waits."""
+        assert self.requests is not None
+        for request in self.requests.take_all():
+            handler = self.handlers.get(request.verb)
+            if handler is None:
+                request.answer(False, error=f"svcwrap cannot {request.verb}")
+            else:
+                handler(self, request, discovery)
+
+    def on_stop(self, request: "Request", discovery: Discovery) -> None:
+        # svcwrap's own verdict (e.g. 1, not ready in time) wins over the
+        # child's status, also when a stop was already under way.
+        self.forced_exit = request.args["code"]
+        self.begin_stop(discovery, str(request.args["reason"]), self.config.stop_on[0])
+        request.answer(True, message=f"stopping ({self.state.value})")
+
+    def on_signal_request(self, request: "Request", discovery: Discovery) -> None:
+        """Send the child a signal as it is: no --rewrite, not a stop request
+        (a reload action, say, asks for exactly the signal it names)."""
+        signo = int(request.args["signo"])  # type: ignore[arg-type]
+        if self.child_status is not None or self.child_pid == 0:
+            request.answer(False, error="no child running")
+            return
+        assert self.observer is not None
+        self.observer.signal_forwarded(signal_name(signo))
+        self.send(signo)
+        request.answer(True, message=f"sent {signal_name(signo)}")
+
+    def on_restart(self, request: "Request", discovery: Discovery) -> None:
+        """Restart the child in place (templates' `--reload restart`, issue 11).
+
+        The hook for it: the templates wiring replaces this with the restart
+        sequence (stop signal, wait for the exit without entering `exited`,
+        spawn again, observer.child_restarted). Until then it is refused."""
+        request.answer(False, error="restarting the child is not supported")
+
+    def on_snapshot(self, request: "Request", discovery: Discovery) -> None:
+        assert self.observer is not None
+        request.answer(True, status=self.observer.snapshot())
+
+    def on_maintenance(self, request: "Request", discovery: Discovery) -> None:
+        if self.stopping():
+            request.answer(False, error=f"svcwrap is {self.state.value}")
+            return
+        discovery.maintenance(bool(request.args.get("on")),
+                              str(request.args.get("reason") or ""), request)
+
+    # verb -> handler, called as handler(self, request, discovery)
+    handlers: "dict[str, Callable[[Supervisor, Request, Discovery], None]]" = {
+        "stop": on_stop,
+        "signal": on_signal_request,
+        "restart": on_restart,
+        "snapshot": on_snapshot,
+        "maintenance": on_maintenance,
+    }
 
     # -- the main loop ---------------------------------------------------------
     def run(self, discovery: Discovery) -> int:
+        """Until the child is gone and the stop sequence is done. Each pass:
+        requests, the stop sequence by the clock, then one wait for a
+        signal (a wake() is a SIGCHLD). Another phase (templates before the
+        spawn, issue 11) fits as one more step at the top of the pass."""
         while True:
-            if self.requested_stop is not None:
-                code, reason = self.requested_stop
-                self.requested_stop = None
-                self.forced_exit = code
-                self.begin_stop(discovery, reason, self.config.stop_on[0])
+            self.take_requests(discovery)
             self.advance(discovery)
             if self.finished(discovery):
                 break
@@ -272,7 +377,7 @@ class Supervisor:
         elif signo in self.config.stop_on:
             self.on_stop_request(signo, discovery)
         elif self.child_status is None:
-            self.log.debug("forward", signal=signal_name(signo), sent=signal_name(sends))
+            self.forward(signo, sends)
             self.send(sends)
 
     def stop_signal_for(self, signo: int) -> int:
@@ -282,10 +387,17 @@ class Supervisor:
         Own stops fall back to signo itself if --rewrite drops it."""
         return self.config.stop_signal or self.config.rewrite.get(signo, signo) or signo
 
+    def forward(self, received: int, sends: int) -> None:
+        assert self.observer is not None
+        self.observer.signal_forwarded(signal_name(received), sent=signal_name(sends))
+
     def on_stop_request(self, signo: int, discovery: Discovery) -> None:
-        if self.phase == "running":
+        from svcwrap.states import ServiceState as S
+
+        state = self.state
+        if not self.stopping():
             self.begin_stop(discovery, signal_name(signo), signo)
-        elif self.phase in ("leaving", "draining"):
+        elif state in (S.LEAVING, S.DRAINING):
             # A second stop request cuts the drain short, but still lets the
             # (bounded) deregistration finish: that is what keeps clients
             # from being sent to a service that is going away. The latest
@@ -294,11 +406,10 @@ class Supervisor:
             self.stop_with = self.stop_signal_for(signo)
             self.drain_seconds = 0.0
             self.drain_deadline = min(self.drain_deadline, time.monotonic())
-        elif self.phase == "stopping":
+        elif state is S.STOPPING:
             # The child has had its stop signal: each further request is
             # passed on at once (an escalation such as INT after TERM).
-            self.log.debug("forward", signal=signal_name(signo),
-                           sent=signal_name(self.stop_signal_for(signo)))
+            self.forward(signo, self.stop_signal_for(signo))
             self.send(self.stop_signal_for(signo))
 
     def begin_stop(self, discovery: Discovery, reason: str, signo: int) -> None:
@@ -307,40 +418,50 @@ class Supervisor:
         # (^Z, SIGTSTP) may still wait behind this SIGTERM (15 < 17); not
         # knowing, we would send the stop signal without SIGCONT and the
         # stopped child would be SIGKILLed at --stop-timeout (issue 14).
+        from svcwrap.states import ServiceState as S
+
         self.reap(discovery)
-        if self.phase != "running":
+        if self.stopping():
             return
-        self.log.debug("stopping", reason=reason)
+        assert self.observer is not None
         self.stop_with = self.stop_signal_for(signo)
-        self.phase = "leaving"
+        if not self.observer.transition(S.LEAVING, "stopping", level="debug", reason=reason):
+            return
         self.drain_seconds = discovery.leave()
         self.leave_deadline = time.monotonic() + discovery.leave_timeout
 
     def advance(self, discovery: Discovery) -> None:
         """Move the stop sequence on by the clock and by what others reported."""
+        from svcwrap.states import ServiceState as S
+
+        assert self.observer is not None
+        transition = self.observer.transition
         now = time.monotonic()
-        if self.phase == "leaving":
+        if self.state is S.LEAVING:
             left = discovery.has_left()
             if left or now >= self.leave_deadline:
                 if not left:
                     self.log.warning("leave timed out", waited=f"{discovery.leave_timeout:g}s")
-                self.phase = "draining"
                 self.drain_deadline = now + self.drain_seconds
                 if self.drain_seconds > 0:
-                    self.log.debug("draining", seconds=f"{self.drain_seconds:g}")
-        if self.phase == "draining" and now >= self.drain_deadline:
-            self.phase = "stopping"
-            self.log.debug("signal child", signal=signal_name(self.stop_with))
+                    transition(S.DRAINING, "draining", level="debug",
+                               seconds=f"{self.drain_seconds:g}")
+                else:
+                    transition(S.DRAINING)  # a debug line "state changed"
+        if self.state is S.DRAINING and now >= self.drain_deadline:
+            transition(S.STOPPING, "signal child", level="debug",
+                       signal=signal_name(self.stop_with))
             self.send(self.stop_with)
             if self.child_stopped:
                 self.send(sig.SIGCONT)  # a stopped child must run to act on it
             self.kill_deadline = now + self.config.stop_timeout
-        if self.phase == "stopping" and self.kill_deadline is not None and now >= self.kill_deadline:
+        if self.state is S.STOPPING and self.kill_deadline is not None \
+                and now >= self.kill_deadline:
             self.log.warning("stop timeout, killing child",
                              timeout=f"{self.config.stop_timeout:g}s")
             self.send(sig.SIGKILL)
             self.kill_deadline = None
-        if self.phase == "exited" and not self.no_children and not self.config.ignore_others:
+        if self.state is S.EXITED and not self.no_children and not self.config.ignore_others:
             self.stop_stragglers(now)
 
     def finished(self, discovery: Discovery) -> bool:
@@ -348,20 +469,25 @@ class Supervisor:
         # waited for (tini, dumb-init -c). Not PID 1 they live on, re-parented
         # to the next subreaper or init; as PID 1 the kernel SIGKILLs them
         # when svcwrap exits: nothing but the namespace's end can stop that.
-        if self.phase != "exited" or not (self.no_children or self.config.ignore_others):
+        from svcwrap.states import ServiceState as S
+
+        if self.state is not S.EXITED or not (self.no_children or self.config.ignore_others):
             return False
         return discovery.has_left() or time.monotonic() >= self.leave_deadline
 
     def next_timeout(self) -> float | None:
+        from svcwrap.states import ServiceState as S
+
         now = time.monotonic()
         deadlines = []
-        if self.phase == "leaving":
+        state = self.state
+        if state is S.LEAVING:
             deadlines.append(self.leave_deadline)
-        elif self.phase == "draining":
+        elif state is S.DRAINING:
             deadlines.append(self.drain_deadline)
-        elif self.phase == "stopping" and self.kill_deadline is not None:
+        elif state is S.STOPPING and self.kill_deadline is not None:
             deadlines.append(self.kill_deadline)
-        elif self.phase == "exited":
+        elif state is S.EXITED:
             deadlines.append(self.leave_deadline)
             if self.straggler_deadline is not None and not self.stragglers_killed:
                 deadlines.append(self.straggler_deadline)
@@ -373,8 +499,8 @@ class Supervisor:
     # -- children --------------------------------------------------------------
     def send(self, signo: int) -> None:
         """Forward to the child's process group (default) or the child alone."""
-        if self.child_status is not None:
-            return
+        if self.child_status is not None or self.child_pid == 0:
+            return  # (pid 0 would be svcwrap's own group: no child yet)
         try:
             if self.config.single_child:
                 os.kill(self.child_pid, signo)
@@ -416,13 +542,14 @@ class Supervisor:
                 self.child_stopped = False
                 continue
             self.child_status = status
-            self.log.debug("child exited", pid=pid, code=exit_code(status),
-                          **({"signal": signal_name(os.WTERMSIG(status))}
-                             if os.WIFSIGNALED(status) else {}))
-            if self.phase == "running":
+            if not self.stopping():
+                # Gone on its own: leave discovery all the same, bounded.
                 self.drain_seconds = discovery.leave()
                 self.leave_deadline = time.monotonic() + discovery.leave_timeout
-            self.phase = "exited"
+            assert self.observer is not None
+            self.observer.child_exited(pid, exit_code(status),
+                                       signal_name(os.WTERMSIG(status))
+                                       if os.WIFSIGNALED(status) else None, level="debug")
 
     def on_child_stopped(self, stopsig: int) -> None:
         """Job control: ^Z stopped the child's group (the terminal's foreground).
