@@ -603,6 +603,17 @@ def run(config: Config, log: Logger) -> int:
     with Consul discovery (lifecycle.py) beside it unless --no-register."""
     supervisor = Supervisor(config.supervisor, log)
     supervisor.prepare()
+    templating = None
+    if config.templates is not None:
+        # The child reads its templates when it starts: they render first,
+        # and what they need (Jinja2, threads, the observer) is paid for
+        # before the spawn. Never imported without a template.
+        from svcwrap.templating import render_before_spawn
+
+        templating, code = render_before_spawn(config, log, supervisor,
+                                               lambda: make_observer(config, log))
+        if templating is None:
+            return code
     environ = config.environ
     notify = None
     # Without Consul nothing waits for READY=1: then there is no socket at all.
@@ -624,10 +635,13 @@ def run(config: Config, log: Logger) -> int:
     if notify is not None:
         notify.child_pid = pid
     # Only now, with the child running, is anything heavy imported.
-    observer = make_observer(config, log)
+    if templating is None:
+        observer = make_observer(config, log)
+        supervisor.attach(observer)
+    else:
+        observer = templating.child_spawned(config.register)
     observer.child_started(pid, " ".join(config.supervisor.command),
                            started=supervisor.spawned_at)
-    supervisor.attach(observer)
     if config.register:
         from svcwrap.lifecycle import ConsulDiscovery
 
@@ -635,18 +649,27 @@ def run(config: Config, log: Logger) -> int:
     else:
         discovery = Discovery()
     discovery.start(pid, supervisor)
-    return supervisor.run(discovery)
+    if templating is None:
+        return supervisor.run(discovery)
+    templating.discovery_started(supervisor, discovery)
+    try:
+        return supervisor.run(discovery)
+    finally:
+        templating.stop()
 
 
 def make_observer(config: Config, log: Logger):
     """The one place that hears every state change (observer.py); imports
-    enum, so only after the spawn."""
+    enum, so only after the spawn (with templates: before it, waiting)."""
     from svcwrap.observer import Observer
     from svcwrap.states import ServiceState
 
     check = config.health.check
+    initial = ServiceState.STARTING if config.register else ServiceState.RUNNING
+    if config.templates is not None:
+        initial = ServiceState.WAITING_TEMPLATES
     return Observer(log, version=__version__,
-                    initial=ServiceState.STARTING if config.register else ServiceState.RUNNING,
+                    initial=initial,
                     service_id=config.service.id if config.service else None,
                     service_name=config.service.name if config.service else None,
                     consul_address=config.consul.base_url if config.consul else None,

@@ -36,6 +36,10 @@ from svcwrap.config import Config
 from svcwrap.logs import Logger
 from svcwrap.supervisor import Discovery, Supervisor
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
+
 
 class ConsulDiscovery(Discovery):
     def __init__(self, config: Config, log: Logger, notify) -> None:
@@ -70,6 +74,9 @@ class ConsulDiscovery(Discovery):
         self.check_status = ""
         self.last = ("passing", "service is ready")  # the check result to register with
         self._rejected_logged = False
+        # What a failing template says (templating.py sets it): the check's
+        # output, as a warning, while there is one.
+        self.check_note: "Callable[[], str | None]" = lambda: None
 
     # -- called by the supervisor (main thread); each returns at once --------
     def start(self, child_pid: int, supervisor: Supervisor) -> None:
@@ -254,14 +261,22 @@ class ConsulDiscovery(Discovery):
         while not self._pause_until(next_beat):
             next_beat = max(next_beat + interval, time.monotonic())
             result = probe()
-            self.last = (result.status, result.output)
-            if result.status != self.check_status:
-                log = self.log.info if result.ok else self.log.warning
-                log("check " + result.status, output=result.output[:200])
+            status, output = result.status, result.output
+            note = self.check_note() if result.ok else None
+            if note:
+                # A template failed validation (issue 11): the instance still
+                # serves its last good configuration, so warning, not critical,
+                # with the command's output (already logged once, by the templates).
+                status, output = "warning", note
+            self.last = (status, output)
+            if status != self.check_status:
+                log = self.log.info if status == "passing" else self.log.warning
+                log("check " + status, output="a template failed validation" if note
+                    else output[:200])
             try:
                 for attempt in self._retrying(give_up_after=interval):
                     with attempt:
-                        self._report(result.status, result.output)
+                        self._report(status, output)
             except ConsulUnavailable as err:
                 # Logged once (a call that outlasts the interval gets no retry,
                 # so no before_sleep either); the next beat tries again.

@@ -57,7 +57,7 @@ class Observer:
         self._child_pid: int | None = None
         self._child_started: float | None = None
         self._child_exit_code: int | None = None
-        self._templates: dict[str, bool] = {}  # name -> rendered (issue 11)
+        self._templates: list[dict] = []  # templating.Templating.status() (issue 11)
         self._counts = {"heartbeats": 0, "heartbeat_failures": 0, "registrations": 0,
                         "child_restarts": 0}
         self._signals: dict[str, int] = {}
@@ -239,15 +239,17 @@ class Observer:
                 self._out.put("info", EventCode.EXIT_MAINTENANCE.value, {})
 
     # -- templates (issue 11) --------------------------------------------------
-    def template_waiting(self, name: str) -> None:
+    def templates(self, entries: "list[dict]") -> None:
+        """Each template's destination ("name"), whether it has rendered,
+        the queries it still waits for and its current failure, as
+        templating.Templating.status() gives them; a change of the failures
+        is logged by the template manager, not here."""
         with self._reporting():
-            if self._templates.get(name) is not False:
-                self._templates[name] = False
-                self._out.put("info", EventCode.WAITING_TEMPLATES.value, {"template": name})
-
-    def template_rendered(self, name: str) -> None:
-        with self._lock:
-            self._templates[name] = True
+            waiting = [e["name"] for e in entries if not e["rendered"]]
+            if waiting and not self._templates:  # once, at start
+                self._out.put("info", EventCode.WAITING_TEMPLATES.value,
+                              {"templates": ", ".join(waiting)})
+            self._templates = [dict(e) for e in entries]
 
     # -- the answer to `svcwrap status` ----------------------------------------
     def snapshot(self) -> dict:
@@ -268,8 +270,7 @@ class Observer:
                 "child_pid": self._child_pid,
                 "child_uptime_s": _age(now, self._child_started) if child_running else None,
                 "child_exit_code": self._child_exit_code,
-                "templates": [{"name": name, "rendered": done}
-                              for name, done in sorted(self._templates.items())],
+                "templates": [dict(e) for e in self._templates],
                 "counts": {**self._counts, "signals_forwarded": dict(self._signals)},
             }
 

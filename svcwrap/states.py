@@ -71,7 +71,7 @@ _STOP = (S.LEAVING, S.EXITED)
 # The lifecycle: owned by the worker thread (and, for waiting_templates, by
 # the template renderer of issue 11).
 LIFECYCLE: "dict[ServiceState, tuple[ServiceState, ...]]" = {
-    S.WAITING_TEMPLATES: (S.STARTING, *_STOP),
+    S.WAITING_TEMPLATES: (S.STARTING, S.RUNNING, *_STOP),  # RUNNING: --no-register
     S.STARTING: (S.REGISTERING, S.RUNNING, *_STOP),
     # registered -> registering: the agent forgot us and we register again.
     S.REGISTERING: (S.REGISTERED, *_STOP),

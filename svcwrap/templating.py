@@ -41,7 +41,9 @@ if TYPE_CHECKING:
     from svcwrap.config import Config
     from svcwrap.control import Request, Requests
     from svcwrap.logs import Logger
+    from svcwrap.observer import Observer
     from svcwrap.probes import ExitStatuses
+    from svcwrap.supervisor import Discovery, Supervisor
     from svcwrap.templates.spec import ReloadAction, TemplateSpec
 
 RELOAD_ANSWER_TIMEOUT = 60.0  # a reload pass runs validations (30 s each at most)
@@ -63,6 +65,8 @@ class Templating:
         self.on_failures: Callable[[dict[str, str]], None] = lambda failures: None
         self.on_progress: Callable[[], None] = lambda: None
         self.reloads = 0
+        self.observer: Observer | None = None
+        self.control = None                          # a ControlServer started before the spawn
         # env() sees the child's environment: without the ACL token unless
         # --pass-token, so no template can write it into a file.
         self.manager = TemplateManager(
@@ -75,7 +79,10 @@ class Templating:
         self.manager.start()
 
     def stop(self) -> None:
+        """At svcwrap's exit: no more renders, and the socket file removed."""
         self.manager.stop()
+        if self.control is not None:
+            self.control.close()
 
     def _passed(self) -> None:
         # The main thread waits for the first render (wait_first_render);
@@ -126,6 +133,29 @@ class Templating:
             if pid == 0:
                 return
             self.statuses.reaped(pid, status)
+
+    # -- the spawn ------------------------------------------------------------
+    def child_spawned(self, register: bool) -> Observer:
+        """The child runs: leave waiting_templates. Returns the observer."""
+        from svcwrap.states import ServiceState
+
+        assert self.observer is not None
+        self.observer.transition(ServiceState.STARTING if register else ServiceState.RUNNING)
+        return self.observer
+
+    def discovery_started(self, supervisor: Supervisor, discovery: Discovery) -> None:
+        """The lifecycle took the supervisor's reaped statuses for its exec
+        probes (ConsulDiscovery.start): hand them on to the templates'
+        commands too; and let its check report a failing template as warning."""
+        if supervisor.on_other_reaped != self.statuses.reaped:
+            supervisor.on_other_reaped = chain_reaped(supervisor.on_other_reaped,
+                                                      self.statuses.reaped)
+        if hasattr(discovery, "check_note"):
+            discovery.check_note = self.problem  # type: ignore[attr-defined]
+
+    def failures_changed(self, failures: dict[str, str]) -> None:
+        if self.observer is not None:
+            self.observer.templates(self.status())
 
     # -- once the child runs: the manager's thread ---------------------------
     def on_rendered(self, changed: list[TemplateSpec], failures: dict[str, str]) -> None:
@@ -198,7 +228,8 @@ class Templating:
         its first render), and why its latest version is not in place."""
         waiting = self.manager.waiting()
         failures = self.manager.failures()
-        return [{"destination": spec.destination, "rendered": spec.destination not in waiting,
+        return [{"name": spec.destination, "destination": spec.destination,
+                 "rendered": spec.destination not in waiting,
                  "waiting_for": waiting.get(spec.destination, []),
                  "failure": failures.get(spec.destination)}
                 for spec in self.config.templates]
@@ -209,6 +240,55 @@ class Templating:
         if not failures:
             return None
         return "\n".join(f"{dest}: {why}" for dest, why in sorted(failures.items()))
+
+
+def render_before_spawn(config: Config, log: Logger, supervisor: Supervisor,
+                        make_observer: Callable[[], Observer]) -> tuple[Templating | None, int]:
+    """Start the templates and wait, on the main thread, until each has
+    rendered once. Returns the Templating, or None and the exit status
+    (128+N for a stop request, 1 for --template-timeout, 2 for a template
+    that cannot be read or compiled)."""
+    from svcwrap.control import ControlServer, server_path
+    from svcwrap.probes import ExitStatuses
+    from svcwrap.supervisor import Discovery
+    from svcwrap.templates.spec import TemplateError
+
+    assert config.templates is not None
+    observer = make_observer()
+    requests = supervisor.attach(observer)
+    templating = Templating(config, log, ExitStatuses(config.environ), supervisor.wake)
+    templating.requests = requests
+    templating.observer = observer
+    supervisor.on_other_reaped = templating.statuses.reaped
+    templating.on_progress = lambda: observer.templates(templating.status())
+    templating.on_failures = templating.failures_changed
+    supervisor.handlers = {**supervisor.handlers,
+                           "reload": lambda _, request, discovery: templating.reload(request)}
+    path = server_path(config.control, supervisor.pid1)
+    if path is not None:
+        # `svcwrap status` must answer while the templates wait (issue 11).
+        templating.control = ControlServer(path, observer, requests, log)
+        try:
+            templating.control.start()
+        except OSError as err:
+            log.warning("no control socket", path=path, error=err.strerror or str(err))
+            templating.control = None
+    observer.templates(templating.status())
+    try:
+        templating.start()
+    except TemplateError as err:
+        import sys
+
+        sys.stderr.write(f"svcwrap: error: {err}\n")
+        return None, 2
+    nobody = Discovery()
+    code = templating.wait_first_render(
+        config.supervisor.stop_on, config.templates.timeout,
+        lambda: supervisor.take_requests(nobody))
+    if code is not None:
+        templating.stop()
+        return None, code
+    return templating, 0
 
 
 def chain_reaped(previous: Callable[[int, int], None] | None,
