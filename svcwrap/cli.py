@@ -648,10 +648,14 @@ def run(config: Config, log: Logger) -> int:
         discovery: Discovery = ConsulDiscovery(config, log, notify)
     else:
         discovery = Discovery()
-    discovery.start(pid, supervisor)
     if templating is None:
+        discovery.start(pid, supervisor)
         return supervisor.run(discovery)
-    templating.discovery_started(supervisor, discovery)
+    # A `restart` reload discovers each new child afresh, with the same ID.
+    discovery = templating.restartable(
+        lambda: ConsulDiscovery(config, log, notify) if config.register else Discovery(),
+        supervisor)
+    discovery.start(pid, supervisor)
     try:
         return supervisor.run(discovery)
     finally:

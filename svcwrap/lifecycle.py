@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 
 class ConsulDiscovery(Discovery):
+    registers = True
+
     def __init__(self, config: Config, log: Logger, notify) -> None:
         from svcwrap.probes import ExitStatuses
 

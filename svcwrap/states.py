@@ -79,15 +79,17 @@ LIFECYCLE: "dict[ServiceState, tuple[ServiceState, ...]]" = {
     S.RUNNING: _STOP,
 }
 # The stop sequence: owned by the supervisor's main thread. The child may
-# exit at any point of it; exited is final.
+# exit at any point of it; exited is final. A restart (templates' `restart`
+# reload, issue 11) runs it up to the child's exit, then starts over.
+_RESTART = (S.STARTING, S.RUNNING)
 STOP_SEQUENCE: "dict[ServiceState, tuple[ServiceState, ...]]" = {
     S.LEAVING: (S.DRAINING, S.EXITED),
-    S.DRAINING: (S.STOPPING, S.EXITED),
-    S.STOPPING: (S.EXITED,),
+    S.DRAINING: (S.STOPPING, S.EXITED, *_RESTART),
+    S.STOPPING: (S.EXITED, *_RESTART),
     S.EXITED: (),
 }
 TRANSITIONS = {**LIFECYCLE, **STOP_SEQUENCE}
-del S, _STOP
+del S, _STOP, _RESTART
 
 STOPPING_STATES = frozenset({ServiceState.LEAVING, ServiceState.DRAINING,
                              ServiceState.STOPPING, ServiceState.EXITED})

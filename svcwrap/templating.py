@@ -30,7 +30,7 @@ import _signal as sig
 import os
 import time
 
-from svcwrap.supervisor import CATCHABLE, signal_name
+from svcwrap.supervisor import CATCHABLE, Discovery, signal_name
 from svcwrap.templates.actions import run_command
 from svcwrap.templates.manager import TemplateManager
 
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from svcwrap.logs import Logger
     from svcwrap.observer import Observer
     from svcwrap.probes import ExitStatuses
-    from svcwrap.supervisor import Discovery, Supervisor
+    from svcwrap.supervisor import Supervisor
     from svcwrap.templates.spec import ReloadAction, TemplateSpec
 
 RELOAD_ANSWER_TIMEOUT = 60.0  # a reload pass runs validations (30 s each at most)
@@ -142,6 +142,9 @@ class Templating:
         assert self.observer is not None
         self.observer.transition(ServiceState.STARTING if register else ServiceState.RUNNING)
         return self.observer
+
+    def restartable(self, make: Callable[[], Discovery], supervisor: Supervisor) -> Discovery:
+        return Restartable(make, lambda d: self.discovery_started(supervisor, d))
 
     def discovery_started(self, supervisor: Supervisor, discovery: Discovery) -> None:
         """The lifecycle took the supervisor's reaped statuses for its exec
@@ -242,6 +245,44 @@ class Templating:
         return "\n".join(f"{dest}: {why}" for dest, why in sorted(failures.items()))
 
 
+class Restartable(Discovery):
+    """The supervisor's Discovery for a child that a `restart` reload may
+    spawn again: a fresh one (lifecycle.ConsulDiscovery, whose leave is for
+    good) for each child, with the same configuration, so the same service
+    ID. Made by make(); on_started(d) once each has started."""
+
+    def __init__(self, make: Callable[[], Discovery],
+                 on_started: Callable[[Discovery], None]) -> None:
+        self.make = make
+        self.on_started = on_started
+        self.current = make()
+
+    @property
+    def leave_timeout(self) -> float:
+        return self.current.leave_timeout
+
+    @property
+    def registers(self) -> bool:
+        return self.current.registers
+
+    def start(self, child_pid: int, supervisor: Supervisor) -> None:
+        self.current.start(child_pid, supervisor)
+        self.on_started(self.current)
+
+    def restarted(self, child_pid: int, supervisor: Supervisor) -> None:
+        self.current = self.make()
+        self.start(child_pid, supervisor)
+
+    def leave(self) -> float:
+        return self.current.leave()
+
+    def has_left(self) -> bool:
+        return self.current.has_left()
+
+    def maintenance(self, on: bool, reason: str, request: Request) -> None:
+        self.current.maintenance(on, reason, request)
+
+
 def render_before_spawn(config: Config, log: Logger, supervisor: Supervisor,
                         make_observer: Callable[[], Observer]) -> tuple[Templating | None, int]:
     """Start the templates and wait, on the main thread, until each has
@@ -250,7 +291,6 @@ def render_before_spawn(config: Config, log: Logger, supervisor: Supervisor,
     that cannot be read or compiled)."""
     from svcwrap.control import ControlServer, server_path
     from svcwrap.probes import ExitStatuses
-    from svcwrap.supervisor import Discovery
     from svcwrap.templates.spec import TemplateError
 
     assert config.templates is not None

@@ -26,21 +26,21 @@ def t(consul, tmp_path):
     templated.delete_keys()
 
 
-def recorder(tmp_path: Path) -> tuple[list[str], Path]:
+def recorder(tmp_path: Path, *args: str) -> tuple[list[str], Path]:
     out = tmp_path / "signals"
-    return program("sigrecorder.py", out), out
+    return program("sigrecorder.py", out, *args), out
 
 
 def ready(out: Path) -> None:
     wait_until(lambda: Path(f"{out}.ready").exists(), message="the child ready")
 
 
-def started(wrap, t: Templated, *args: str, **keys: str):
+def started(wrap, t: Templated, *args: str, recorder_args: tuple = (), **keys: str):
     """svcwrap ARGS with the signal recorder as its child, once the child
     runs; each key=value is put in the test's KV prefix first."""
     for key, value in keys.items():
         t.put_key(key, value)
-    child, out = recorder(t.tmp)
+    child, out = recorder(t.tmp, *recorder_args)
     w = wrap(*t.args(*args, child=child), env=t.env())
     ready(out)
     return w, out
@@ -261,3 +261,37 @@ def test_status_of_a_running_instance_lists_its_templates(wrap, t):
         == (str(dest), True, [], None)
     assert "app.conf" in t.verb("status").stdout
 
+
+
+# -- restart --------------------------------------------------------------------------
+def test_restart_leaves_consul_stops_the_child_and_starts_it_again_under_the_same_id(
+        wrap, t, svc):
+    t.template("app.conf", "{{ key('NAME/v') }}", reload="restart")
+    t.put_key("v", "1")
+    w = wrap(*t.args("--name", svc.name, "--id", svc.id, "--port", str(svc.port), "--ttl", "1s",
+                     child=program("service.py", svc.port), register=True), env=t.env())
+    wait_until(svc.is_passing, timeout=10, message="registered and passing")
+    first = wait_until(lambda: [c.pid for c in w.children()], message="the child")
+    svcwrap_pid = w.pid
+    t.put_key("v", "2")
+    wait_until(lambda: not svc.registered(), message="left Consul before the stop")
+    wait_until(lambda: [c.pid for c in w.children()] not in ([], first), timeout=10,
+               message="a new child")
+    wait_until(svc.is_passing, timeout=10, message="registered again, passing")
+    assert w.pid == svcwrap_pid and w.proc.poll() is None
+    status = t.status()
+    assert status["service_id"] == svc.id and status["counts"]["child_restarts"] == 1
+    assert status["child_pid"] not in first
+    w.kill(signal.SIGTERM)
+    assert w.wait() in (0, 143)
+
+
+def test_a_stop_request_during_a_restart_stops_for_good(wrap, t):
+    t.template("app.conf", "{{ key('NAME/v') }}", reload="restart")
+    w, out = started(wrap, t, "--stop-timeout", "1s", recorder_args=("--ignore-term",), v="1")
+    t.put_key("v", "2")
+    wait_until(lambda: t.status()["state"] == "stopping", message="the restart under way")
+    w.kill(signal.SIGINT)
+    # SIGKILLed at --stop-timeout, and not started again.
+    assert w.wait() == 128 + signal.SIGKILL
+    assert received(out).count(signal.SIGTERM) == 1 and signal.SIGINT in received(out)
