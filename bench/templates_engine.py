@@ -1,12 +1,12 @@
-"""The template engine alone (issue 11 bench items that need no wiring yet):
+"""The template engine alone, in-process (issue 11; bench/templates.py runs
+svcwrap itself end to end, with the child's reload signal):
 
     python bench/templates_engine.py [--services 50] [--changes 1000]
 
 Runs the Consul double in a subprocess and svcwrap's TemplateManager in this
 process (the real watches and transport), and prints a markdown table:
 idle CPU and RSS with N watched services, Consul change -> file rewritten
-(median, p90), and what 1,000 rapid changes cost. The child's reload signal
-is not in the chain yet: the supervisor side is not wired (see README).
+(median, p90), and what 1,000 rapid changes cost.
 """
 from __future__ import annotations
 

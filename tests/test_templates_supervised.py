@@ -295,3 +295,11 @@ def test_a_stop_request_during_a_restart_stops_for_good(wrap, t):
     # SIGKILLed at --stop-timeout, and not started again.
     assert w.wait() == 128 + signal.SIGKILL
     assert received(out).count(signal.SIGTERM) == 1 and signal.SIGINT in received(out)
+
+
+def test_a_template_that_does_not_compile_is_one_error_line_and_exit_2(wrap, t):
+    t.template("app.conf", "ok\n{% for %}")
+    w = wrap(*t.args(child=["true"]), env=t.env())
+    assert w.wait(10) == 2
+    assert w.stderr.strip().splitlines()[-1].startswith("svcwrap: error: ")
+    assert "app.conf.j2:2:" in w.stderr and "Traceback" not in w.stderr
