@@ -79,6 +79,14 @@ class Backend:
             self._in_sync = False
             self._converge()
 
+    def prepare_stop(self) -> None:
+        """Get ready for deregister() (a connection opened ahead), so a stop
+        costs one request; optional."""
+
+    def describe(self) -> dict[str, str]:
+        """Fields for the log line "registered" (where the instance went)."""
+        return {"backend": self.name}
+
     @property
     def in_maintenance(self) -> bool:
         return self._wanted is not None
@@ -135,6 +143,12 @@ class ConsulBackend(Backend):
             raise NotRegistered(str(err)) from None
         except registry.ConsulUnavailable as err:
             raise BackendUnavailable(str(err)) from None
+
+    def prepare_stop(self) -> None:
+        self._call(self.registry.prepare_stop)
+
+    def describe(self) -> dict[str, str]:
+        return {"check": self.registry.check_id, "consul": self.registry.url}
 
     def _register(self, status: str, output: str) -> None:
         self._call(self.registry.register, status, output)

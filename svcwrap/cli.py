@@ -600,7 +600,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(config: Config, log: Logger) -> int:
     """Spawn the child at once, then hand it to the supervisor's main loop,
-    with Consul discovery (lifecycle.py) beside it unless --no-register."""
+    with Consul discovery (lifecycle.py) beside it unless --no-register, and
+    the control socket and metrics (started after the spawn)."""
     supervisor = Supervisor(config.supervisor, log)
     supervisor.prepare()
     templating = None
@@ -637,29 +638,76 @@ def run(config: Config, log: Logger) -> int:
     # Only now, with the child running, is anything heavy imported.
     if templating is None:
         observer = make_observer(config, log)
-        supervisor.attach(observer)
+        requests = supervisor.attach(observer)
     else:
-        observer = templating.child_spawned(config.register)
+        observer, requests = templating.child_spawned(config.register)
     observer.child_started(pid, " ".join(config.supervisor.command),
                            started=supervisor.spawned_at)
-    if config.register:
-        from svcwrap.lifecycle import ConsulDiscovery
 
-        discovery: Discovery = ConsulDiscovery(config, log, notify)
-    else:
-        discovery = Discovery()
-    if templating is None:
-        discovery.start(pid, supervisor)
-        return supervisor.run(discovery)
-    # A `restart` reload discovers each new child afresh, with the same ID.
-    discovery = templating.restartable(
-        lambda: ConsulDiscovery(config, log, notify) if config.register else Discovery(),
-        supervisor)
+    def make_discovery() -> Discovery:
+        if config.register:
+            from svcwrap.lifecycle import ConsulDiscovery
+
+            return ConsulDiscovery(config, log, notify, observer)
+        if config.health.check.kind != "none":
+            from svcwrap.lifecycle import LocalCheck
+
+            return LocalCheck(config, observer)
+        return Discovery()
+
+    # With templates, a `restart` reload discovers each new child afresh
+    # (the same configuration, so the same service ID).
+    discovery = make_discovery() if templating is None \
+        else templating.restartable(make_discovery, supervisor)
     discovery.start(pid, supervisor)
+    server = templating.control if templating is not None \
+        else start_control(config, log, observer, requests, supervisor.pid1)
+    if config.metrics is not None:
+        import threading
+
+        threading.Thread(target=start_metrics, args=(config.metrics, log, observer),
+                         name="svcwrap-metrics-start", daemon=True).start()
     try:
         return supervisor.run(discovery)
     finally:
-        templating.stop()
+        if server is not None:
+            server.close()  # a socket left behind would be a stale one
+        if templating is not None:
+            templating.stop()
+
+
+def start_control(config: Config, log: Logger, observer, requests, pid1: bool):
+    """The control socket (control.py), or None: off, not PID 1 without
+    --control, or it cannot be created (a warning; svcwrap goes on)."""
+    from svcwrap.control import ControlServer, server_path
+
+    path = server_path(config.control, pid1)
+    if path is None:
+        return None
+    server = ControlServer(path, observer, requests, log)
+    try:
+        server.start()
+    except OSError as err:
+        log.warning("no control socket", path=path, error=err.strerror or str(err))
+        return None
+    return server
+
+
+def start_metrics(listen: tuple[str, int], log: Logger, observer) -> None:
+    """On its own thread: importing prometheus_client costs ~60 ms and 12 MB,
+    which must not delay the main loop. What happened meanwhile is carried
+    over (Observer.attach_metrics)."""
+    try:
+        from svcwrap.metrics import Metrics
+
+        metrics = Metrics()
+        host, port = metrics.serve(*listen)
+    except OSError as err:
+        log.error("cannot serve metrics", address=f"{listen[0]}:{listen[1]}",
+                  error=err.strerror or str(err))
+        return
+    observer.attach_metrics(metrics)
+    log.info("metrics", address=f"{host}:{port}")
 
 
 def make_observer(config: Config, log: Logger):

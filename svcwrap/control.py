@@ -369,7 +369,7 @@ class ControlServer:
         self._listener = listener
         self._slots = threading.BoundedSemaphore(MAX_CLIENTS)
         threading.Thread(target=self._serve, name="svcwrap-control", daemon=True).start()
-        self.log.info("control socket", path=self.path)
+        self.log.debug("control socket", path=self.path)  # a plain init is silent
 
     def close(self) -> None:
         """Stop listening and remove the socket file, if it is still ours."""

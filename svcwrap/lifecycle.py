@@ -1,14 +1,19 @@
 """The life of a wrapped service, in one place:
 
-    starting -> ready -> registered -> draining -> stopped
+    starting -> registering -> registered -> (the supervisor's stop sequence)
+
+(the states of states.py, moved through the observer, which logs each
+transition once and answers `svcwrap status` from them).
 
 The supervisor (main thread, started by cli.main) spawns the child at
 once -- Consul is never waited for -- and owns signals, reaping and the
 stop sequence. This module is imported only once the child runs.
 Everything that may be slow runs on one worker thread: importing the
 Consul client (the heavy imports below are local to the worker's methods
-for that reason), the readiness probe, registration, heartbeats. The two
-meet in ConsulDiscovery:
+for that reason), the readiness probe, registration, heartbeats. It speaks
+to discovery only through a backend.Backend (register, report,
+deregister, maintenance), so it runs in-process against
+backend.FakeBackend in the tests. The two meet in ConsulDiscovery:
 
     supervisor                         worker thread
     ----------                         -------------
@@ -32,29 +37,38 @@ import os
 import threading
 import time
 
+from svcwrap.backend import Backend, BackendUnavailable, NotRegistered
 from svcwrap.config import Config
 from svcwrap.logs import Logger
+from svcwrap.observer import Observer
+from svcwrap.states import CheckStatus, ServiceState
 from svcwrap.supervisor import Discovery, Supervisor
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable
 
+    from svcwrap.control import Request
+
 
 class ConsulDiscovery(Discovery):
     registers = True
 
-    def __init__(self, config: Config, log: Logger, notify) -> None:
+    def __init__(self, config: Config, log: Logger, notify, observer: Observer,
+                 backend: Backend | None = None) -> None:
+        """`backend`: discovery to use; by default the worker builds the
+        Consul one (registry.py) from `config`, off the main thread."""
         from svcwrap.probes import ExitStatuses
 
-        assert config.service is not None and config.consul is not None
+        assert config.service is not None
         self.config = config
         self.service = config.service
         self.health = config.health
         self.log = log
         self.notify = notify
-        self.leave_timeout = config.consul.leave_timeout
-        self.state = "starting"
+        self.observer = observer
+        self.backend = backend
+        self.leave_timeout = config.consul.leave_timeout if config.consul else 1.0
         self.leaving = threading.Event()
         self.left = threading.Event()
         # The worker's calls never hold anything the deregistration waits
@@ -66,14 +80,15 @@ class ConsulDiscovery(Discovery):
         self.in_flight = ""              # "register", "update" or ""
         self.flight_done = threading.Event()
         self.flight_done.set()
+        # Set (under flight_lock) before the first register call: from then
+        # on clients may see the service, so a stop must deregister it. The
+        # state cannot say so: by the time leave() runs it is already leaving.
+        self.tried_register = False
         self.raced = False               # a registration was in flight at leave()
         self.must_deregister = False
         self.stage = threading.Event()   # the leave thread: registered, or leaving
         self.statuses = ExitStatuses(config.environ)
         self.supervisor: Supervisor | None = None
-        self.registry = None
-        self.consul_ok = True
-        self.check_status = ""
         self.last = ("passing", "service is ready")  # the check result to register with
         self._rejected_logged = False
         # What a failing template says (templating.py sets it): the check's
@@ -90,10 +105,7 @@ class ConsulDiscovery(Discovery):
 
     def leave(self) -> float:
         with self.flight_lock:
-            # "registering" counts too: clients may already see the service
-            # before the worker has noted that the registration succeeded.
-            self.must_deregister = (self.state in ("registering", "registered")
-                                    and self.registry is not None)
+            self.must_deregister = self.tried_register and self.backend is not None
             # Only a registration can bring the service back: an update in
             # flight meets a 404 once it is gone, and nothing registers again
             # once leaving is set. So only a registration is outlasted.
@@ -107,6 +119,33 @@ class ConsulDiscovery(Discovery):
     def has_left(self) -> bool:
         return self.left.is_set()
 
+    def maintenance(self, on: bool, reason: str, request: "Request") -> None:
+        """On its own short-lived thread: the agent may be slow, and the
+        heartbeat must not wait for it (the backend keeps the wish and
+        applies it at the next heartbeat or registration if this fails)."""
+        threading.Thread(target=self._maintenance, args=(on, reason, request),
+                         name="svcwrap-maintenance", daemon=True).start()
+
+    def _maintenance(self, on: bool, reason: str, request: "Request") -> None:
+        word = "maintenance on" if on else "maintenance off"
+        backend = self.backend
+        if self.leaving.is_set():
+            request.answer(False, error="svcwrap is leaving Consul")
+            return
+        if backend is None:
+            request.answer(False, error="svcwrap is not connected to Consul yet; try again")
+            return
+        try:
+            backend.maintenance(on, reason)
+        except NotRegistered:
+            request.answer(True, message=f"{word}: applies once registered")
+        except BackendUnavailable as err:
+            request.answer(False, error=f"Consul did not take it ({err}); svcwrap keeps trying")
+        except Exception as err:  # never take the service down with us
+            request.answer(False, error=f"{type(err).__name__}: {err}")
+        else:
+            request.answer(True, message=word)
+
     # -- the worker thread -------------------------------------------------
     def _work(self) -> None:
         try:
@@ -114,24 +153,16 @@ class ConsulDiscovery(Discovery):
             # child starts, so none of it lands between READY=1 and passing.
             import tenacity  # noqa: F401
 
-            from svcwrap.probes import describe
-            from svcwrap.registry import Registry, token_file_warning
+            from svcwrap.probes import make_probe  # noqa: F401
 
-            notes = (f"Kept alive by svcwrap (pid {os.getpid()}): passing while the service "
-                     f"answers {describe(self.health.check)}; critical after "
-                     f"{self.health.ttl:g}s without a heartbeat")
-            self.registry = Registry(self.config.consul, self.service, self.health, notes)
-            problem = token_file_warning(self.config.consul.token_file)
-            if problem:
-                self.log.warning("token file exposed", file=self.config.consul.token_file,
-                                 problem=problem)
+            if self.backend is None:
+                self.backend = self._consul_backend()
             threading.Thread(target=self._leaver, name="svcwrap-leave", daemon=True).start()
             if not self._wait_ready():
                 return
         except Exception as err:  # never take the service down with us
             self.log.error("discovery stopped", error=f"{type(err).__name__}: {err}")
             return
-        self.state = "ready"
         while not self.leaving.is_set():
             try:
                 if self._register():
@@ -143,6 +174,22 @@ class ConsulDiscovery(Discovery):
                 self.log.error("discovery failed, starting over",
                                error=f"{type(err).__name__}: {err}")
                 self.leaving.wait(1.0)
+
+    def _consul_backend(self) -> Backend:
+        from svcwrap.backend import ConsulBackend
+        from svcwrap.probes import describe
+        from svcwrap.registry import Registry, token_file_warning
+
+        assert self.config.consul is not None
+        notes = (f"Kept alive by svcwrap (pid {os.getpid()}): passing while the service "
+                 f"answers {describe(self.health.check)}; critical after "
+                 f"{self.health.ttl:g}s without a heartbeat")
+        registry = Registry(self.config.consul, self.service, self.health, notes)
+        problem = token_file_warning(self.config.consul.token_file)
+        if problem:
+            self.log.warning("token file exposed", file=self.config.consul.token_file,
+                             problem=problem)
+        return ConsulBackend(registry, self.observer)
 
     def _wait_ready(self) -> bool:
         """Poll fast at first (10 ms), backing off to 200 ms; or wait for READY=1."""
@@ -182,67 +229,55 @@ class ConsulDiscovery(Discovery):
         from tenacity import (Retrying, retry_if_exception_type, stop_after_delay,
                               stop_when_event_set, wait_random_exponential)
 
-        from svcwrap.registry import ConsulUnavailable
-
         stop = stop_when_event_set(self.leaving)
         if give_up_after is not None:
             stop = stop | stop_after_delay(give_up_after)
-        return Retrying(stop=stop, retry=retry_if_exception_type((ConsulUnavailable, *also)),
+        return Retrying(stop=stop, retry=retry_if_exception_type((BackendUnavailable, *also)),
                         wait=wait_random_exponential(multiplier=0.05,
                                                      max=min(5.0, self.health.ttl / 2)),
                         sleep=self._sleep, before_sleep=self._consul_failed,
                         reraise=True)
 
     def _register(self) -> bool:
-        """Register and report passing, retrying until done or leaving."""
-        from svcwrap.registry import ConsulUnavailable, NotRegistered
-
-        self.state = "registering"
+        """Register and report the check, retrying until done or leaving."""
+        if not self.observer.transition(ServiceState.REGISTERING):
+            return False  # the stop came first
         try:
             # NotRegistered too: the agent may forget us between the register
             # call and the status update that follows it.
             for attempt in self._retrying(None, also=(NotRegistered,)):
                 with attempt:
                     self._register_now(*self.last)
-        except (ConsulUnavailable, NotRegistered):
+        except (BackendUnavailable, NotRegistered):
             return False  # only when leaving
         if self.leaving.is_set():
             return False  # leave() came first; the leave thread deregisters
-        self.state = "registered"
         self.stage.set()  # the leave thread opens its connection now
-        self._consul_back()
-        assert self.registry is not None
-        self.log.info("registered", id=self.service.id, check=self.registry.check_id,
-                      consul=self.registry.url, ttl=f"{self.health.ttl:g}s")
         return True
 
     def _register_now(self, status: str, output: str) -> None:
         """Register with the current check result, never a hard-coded passing."""
-        assert self.registry is not None
+        assert self.backend is not None
         if not self._begin("register"):
             return
         try:
-            self.registry.register(status, output)
+            self.backend.register(status, output)
         finally:
             self._end()
-        # A re-registration keeps a check's old status, so report it explicitly
-        # (an update, which cannot bring the service back: see leave()).
-        self._update(status, output)
-
-    def _update(self, status: str, output: str) -> None:
-        assert self.registry is not None
-        if not self._begin("update"):
-            return
-        try:
-            self.registry.update(status, output)
-            self.check_status = status
-        finally:
-            self._end()
+        # The registration carried the check's status: it is a heartbeat too
+        # (for Consul, the register call and the update that follows it).
+        self.observer.check_result(CheckStatus(status), output, log=False)
+        self.observer.heartbeat_ok()
+        fields = {"id": self.service.id, **self.backend.describe(),
+                  "ttl": f"{self.health.ttl:g}s"}
+        self.observer.registration(**fields)
 
     def _begin(self, kind: str) -> bool:
         with self.flight_lock:
             if self.leaving.is_set():
                 return False
+            if kind == "register":
+                self.tried_register = True
             self.in_flight = kind
             self.flight_done.clear()
             return True
@@ -254,7 +289,6 @@ class ConsulDiscovery(Discovery):
 
     def _heartbeat(self) -> None:
         from svcwrap.probes import make_probe
-        from svcwrap.registry import ConsulUnavailable, NotRegistered
 
         interval = self.health.check_interval
         probe = make_probe(self.health.check, timeout=max(0.1, min(interval, 5.0)),
@@ -268,22 +302,21 @@ class ConsulDiscovery(Discovery):
             if note:
                 # A template failed validation (issue 11): the instance still
                 # serves its last good configuration, so warning, not critical,
-                # with the command's output (already logged once, by the templates).
+                # with the command's output (logged once already, by the templates).
                 status, output = "warning", note
             self.last = (status, output)
-            if status != self.check_status:
-                log = self.log.info if status == "passing" else self.log.warning
-                log("check " + status, output="a template failed validation" if note
-                    else output[:200])
+            self.observer.check_result(CheckStatus(status), output,
+                                       logged="a template failed validation" if note else None)
             try:
                 for attempt in self._retrying(give_up_after=interval):
                     with attempt:
                         self._report(status, output)
-            except ConsulUnavailable as err:
+            except BackendUnavailable as err:
                 # Logged once (a call that outlasts the interval gets no retry,
                 # so no before_sleep either); the next beat tries again.
-                self._unavailable(err)
+                self.observer.heartbeat_failed(str(err))
             except NotRegistered as err:
+                self.observer.heartbeat_failed(str(err))
                 self.log.warning("agent forgot the service again", error=str(err))
 
     def _sleep(self, seconds: float) -> None:
@@ -311,50 +344,46 @@ class ConsulDiscovery(Discovery):
                              sender_pid=pid, access=self.health.notify_access)
 
     def _report(self, status: str, output: str) -> None:
-        from svcwrap.registry import NotRegistered
-
-        assert self.registry is not None
+        """One heartbeat; registering again if the agent forgot us."""
+        assert self.backend is not None
+        if not self._begin("update"):
+            return
         try:
-            self._update(status, output)
+            self.backend.report(status, output)
         except NotRegistered:
+            self._end()
             self.log.warning("agent does not know the service, registering again",
                              id=self.service.id)
+            # registered -> registering; refused once the stop has begun, and
+            # then _register_now does nothing either (leaving is set).
+            self.observer.transition(ServiceState.REGISTERING)
             self._register_now(status, output)
-        self._consul_back()
+            return
+        except BaseException:
+            self._end()
+            raise
+        self._end()
+        self.observer.heartbeat_ok()
 
     def _consul_failed(self, retry_state) -> None:
         """Log the first failure of a run of them, not every retry."""
-        from svcwrap.registry import NotRegistered
-
         error = retry_state.outcome.exception() if retry_state.outcome else None
         if isinstance(error, NotRegistered):
             self.log.warning("agent does not know the service, registering again",
                              id=self.service.id)
         else:
-            self._unavailable(error)
-
-    def _unavailable(self, error: BaseException | None) -> None:
-        if self.consul_ok:
-            self.consul_ok = False
-            self.log.warning("consul unavailable, retrying", error=str(error))
-
-    def _consul_back(self) -> None:
-        if not self.consul_ok:
-            self.consul_ok = True
-            self.log.info("consul available again")
+            self.observer.consul_unreachable(str(error))
 
     # -- the leave thread ----------------------------------------------------
     def _leaver(self) -> None:
         """Started with the worker, so a stop starts no thread; its connection
         is opened once the service is registered, so a stop opens none."""
-        from svcwrap.registry import ConsulUnavailable
-
-        assert self.registry is not None
+        assert self.backend is not None
         self.stage.wait()
         if not self.leaving.is_set():
             try:
-                self.registry.prepare_stop()
-            except ConsulUnavailable:
+                self.backend.prepare_stop()
+            except BackendUnavailable:
                 pass  # the stop connects then
             self.leaving.wait()
         if not self.must_deregister:
@@ -371,7 +400,6 @@ class ConsulDiscovery(Discovery):
         except Exception as err:  # never take the service down with us
             self.log.error("deregistration stopped", error=f"{type(err).__name__}: {err}")
         finally:
-            self.state = "stopped"
             self.left.set()
             if self.supervisor is not None:
                 self.supervisor.wake()
@@ -379,17 +407,51 @@ class ConsulDiscovery(Discovery):
     def _deregister(self) -> bool:
         """Until the agent answers: past the leave timeout too, until svcwrap
         exits, so a slow agent still drops the entry before its TTL would."""
-        from svcwrap.registry import ConsulUnavailable
-
-        assert self.registry is not None
+        assert self.backend is not None
         pause = 0.05
         while True:
             try:
-                return self.registry.deregister()
-            except ConsulUnavailable as err:
+                return self.backend.deregister()
+            except BackendUnavailable as err:
                 # Not "failed": a call that timed out may well have been
                 # processed; only the agent's answer says so.
                 if pause == 0.05:
                     self.log.warning("deregistration not confirmed, retrying", error=str(err))
                 time.sleep(pause)
                 pause = min(pause * 2, 1.0)
+
+
+class LocalCheck(Discovery):
+    """--no-register with a --check: nothing to register, but the check runs
+    every --check-interval, so `svcwrap healthcheck` and `status` can say
+    whether the child is healthy (observer.check_result)."""
+
+    def __init__(self, config: Config, observer: Observer) -> None:
+        from svcwrap.probes import ExitStatuses
+
+        self.health = config.health
+        self.observer = observer
+        self.statuses = ExitStatuses(config.environ)
+        self.leaving = threading.Event()
+
+    def start(self, child_pid: int, supervisor: Supervisor) -> None:
+        supervisor.on_other_reaped = self.statuses.reaped
+        threading.Thread(target=self._run, name="svcwrap-check", daemon=True).start()
+
+    def leave(self) -> float:
+        self.leaving.set()
+        return 0.0
+
+    def _run(self) -> None:
+        from svcwrap.probes import make_probe
+
+        interval = self.health.check_interval
+        probe = make_probe(self.health.check, timeout=max(0.1, min(interval, 5.0)),
+                           statuses=self.statuses, insecure=self.health.probe_insecure)
+        while True:
+            result = probe()
+            if self.leaving.is_set():
+                return
+            self.observer.check_result(CheckStatus(result.status), result.output)
+            if self.leaving.wait(interval):
+                return

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from svcwrap.metrics import Metrics
 
+EARLY_REQUESTS = 256  # agent calls kept for metrics attached late
 OUTPUT_IN_LOG = 200  # a check's output is cut to this in the log (in full in status)
 
 
@@ -61,6 +62,9 @@ class Observer:
         self._counts = {"heartbeats": 0, "heartbeat_failures": 0, "registrations": 0,
                         "child_restarts": 0}
         self._signals: dict[str, int] = {}
+        # Calls to the agent timed before the metrics existed, replayed into
+        # the histogram by attach_metrics (bounded: metrics come within ms).
+        self._early_requests: list[tuple[str, float]] = []
         if metrics is not None:
             self.attach_metrics(metrics)
 
@@ -74,6 +78,9 @@ class Observer:
             metrics.catch_up(self._machine.state.value,
                              None if self._check_status is None else self._check_status.value,
                              self._counts, self._signals)
+            for call, seconds in self._early_requests:
+                metrics.consul_request(call, seconds)
+            self._early_requests.clear()
             self._metrics = metrics
 
     @contextmanager
@@ -159,8 +166,12 @@ class Observer:
             self._out.put("debug", EventCode.SIGNAL_FORWARDED.value, fields)
 
     # -- health and Consul -----------------------------------------------------
-    def check_result(self, status: CheckStatus, output: str) -> None:
-        """A health-check result; logged only when the status changes."""
+    def check_result(self, status: CheckStatus, output: str, log: bool = True,
+                     logged: str | None = None) -> None:
+        """A health-check result; logged only when the status changes (and
+        `log`: the status a registration carries is the last one logged),
+        with `logged` instead of the output if given (a failing template's
+        output, which the templates logged already: issue 11)."""
         with self._reporting():
             changed = status != self._check_status
             self._check_status = status
@@ -169,9 +180,11 @@ class Observer:
                 return
             if self._metrics is not None:
                 self._metrics.check_status(status.value)
+            if not log:
+                return
             level = "info" if status is CheckStatus.PASSING else "warning"
             self._out.put(level, f"{EventCode.CHECK_CHANGED.value} {status.value}",
-                          {"output": output[:OUTPUT_IN_LOG]})
+                          {"output": (output if logged is None else logged)[:OUTPUT_IN_LOG]})
 
     def registration(self, **fields: object) -> None:
         """The agent accepted our definition (a first registration, or again
@@ -225,6 +238,8 @@ class Observer:
         with self._lock:
             if self._metrics is not None:
                 self._metrics.consul_request(call, seconds)
+            elif len(self._early_requests) < EARLY_REQUESTS:
+                self._early_requests.append((call, seconds))
 
     def maintenance(self, on: bool, reason: str = "") -> None:
         """Maintenance mode as the agent now has it; logged when it changes."""

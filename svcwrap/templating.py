@@ -79,8 +79,11 @@ class Templating:
         self.manager.start()
 
     def stop(self) -> None:
-        """At svcwrap's exit: no more renders, and the socket file removed."""
         self.manager.stop()
+
+    def give_up(self) -> None:
+        """Exit before the spawn: no more renders, no socket left behind."""
+        self.stop()
         if self.control is not None:
             self.control.close()
 
@@ -135,13 +138,14 @@ class Templating:
             self.statuses.reaped(pid, status)
 
     # -- the spawn ------------------------------------------------------------
-    def child_spawned(self, register: bool) -> Observer:
-        """The child runs: leave waiting_templates. Returns the observer."""
+    def child_spawned(self, register: bool) -> tuple[Observer, Requests]:
+        """The child runs: leave waiting_templates. Returns the observer and
+        the supervisor's request queue (both made before the spawn)."""
         from svcwrap.states import ServiceState
 
-        assert self.observer is not None
+        assert self.observer is not None and self.requests is not None
         self.observer.transition(ServiceState.STARTING if register else ServiceState.RUNNING)
-        return self.observer
+        return self.observer, self.requests
 
     def restartable(self, make: Callable[[], Discovery], supervisor: Supervisor) -> Discovery:
         return Restartable(make, lambda d: self.discovery_started(supervisor, d))
@@ -289,7 +293,7 @@ def render_before_spawn(config: Config, log: Logger, supervisor: Supervisor,
     rendered once. Returns the Templating, or None and the exit status
     (128+N for a stop request, 1 for --template-timeout, 2 for a template
     that cannot be read or compiled)."""
-    from svcwrap.control import ControlServer, server_path
+    from svcwrap.cli import start_control
     from svcwrap.probes import ExitStatuses
     from svcwrap.templates.spec import TemplateError
 
@@ -304,21 +308,15 @@ def render_before_spawn(config: Config, log: Logger, supervisor: Supervisor,
     templating.on_failures = templating.failures_changed
     supervisor.handlers = {**supervisor.handlers,
                            "reload": lambda _, request, discovery: templating.reload(request)}
-    path = server_path(config.control, supervisor.pid1)
-    if path is not None:
-        # `svcwrap status` must answer while the templates wait (issue 11).
-        templating.control = ControlServer(path, observer, requests, log)
-        try:
-            templating.control.start()
-        except OSError as err:
-            log.warning("no control socket", path=path, error=err.strerror or str(err))
-            templating.control = None
+    # `svcwrap status` must answer while the templates wait (issue 11).
+    templating.control = start_control(config, log, observer, requests, supervisor.pid1)
     observer.templates(templating.status())
     try:
         templating.start()
     except TemplateError as err:
         import sys
 
+        templating.give_up()
         sys.stderr.write(f"svcwrap: error: {err}\n")
         return None, 2
     nobody = Discovery()
@@ -326,7 +324,7 @@ def render_before_spawn(config: Config, log: Logger, supervisor: Supervisor,
         config.supervisor.stop_on, config.templates.timeout,
         lambda: supervisor.take_requests(nobody))
     if code is not None:
-        templating.stop()
+        templating.give_up()
         return None, code
     return templating, 0
 

@@ -56,6 +56,15 @@ class Wrapped:
         self.pid1 = pid1
         popen.setdefault("stderr", subprocess.PIPE)
         popen.setdefault("cwd", str(REPO))
+        env = popen.get("env") or os.environ
+        asks = any(a == "--control" or a.startswith("--control=") for a in args)
+        if not asks and "SVCWRAP_CONTROL" not in env:  # type: ignore[operator]
+            # No control socket unless the test asks for one: as PID 1 svcwrap
+            # would bind /run/svcwrap/control.sock, which all pid1 tests on
+            # this host share (issue 10). A flag, not SVCWRAP_CONTROL: the
+            # child must get exactly the environment the test gave.
+            args = ["--control", "off", *args]
+        self.args = args
         self.proc = subprocess.Popen((PID1 if pid1 else []) + SVCWRAP + args, **popen)
         self._pid: int | None = None if pid1 else self.proc.pid
         self._stderr = ""

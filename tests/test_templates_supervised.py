@@ -279,7 +279,8 @@ def test_restart_leaves_consul_stops_the_child_and_starts_it_again_under_the_sam
                message="a new child")
     wait_until(svc.is_passing, timeout=10, message="registered again, passing")
     assert w.pid == svcwrap_pid and w.proc.poll() is None
-    status = t.status()
+    status = wait_until(lambda: (s := t.status())["state"] == "registered" and s,
+                        message="registered again in status")
     assert status["service_id"] == svc.id and status["counts"]["child_restarts"] == 1
     assert status["child_pid"] not in first
     w.kill(signal.SIGTERM)
