@@ -648,6 +648,9 @@ def run(config: Config, log: Logger) -> int:
         if config.register:
             from svcwrap.lifecycle import ConsulDiscovery
 
+            if notify is not None:
+                notify.child_pid = supervisor.child_pid  # after a restart: the new child
+
             return ConsulDiscovery(config, log, notify, observer)
         if config.health.check.kind != "none":
             from svcwrap.lifecycle import LocalCheck

@@ -304,3 +304,16 @@ def test_a_template_that_does_not_compile_is_one_error_line_and_exit_2(wrap, t):
     assert w.wait(10) == 2
     assert w.stderr.strip().splitlines()[-1].startswith("svcwrap: error: ")
     assert "app.conf.j2:2:" in w.stderr and "Traceback" not in w.stderr
+
+
+def test_after_a_restart_ready_1_comes_from_the_new_child_and_it_registers_again(wrap, t, svc):
+    t.template("app.conf", "{{ key('NAME/v') }}", reload="restart")
+    t.put_key("v", "1")
+    w = wrap(*t.args("--name", svc.name, "--id", svc.id, "--ttl", "1s", "--ready", "notify",
+                     child=program("service.py", svc.port, "--notify"), register=True),
+             env=t.env())
+    wait_until(svc.is_passing, timeout=10, message="registered and passing")
+    t.put_key("v", "2")
+    wait_until(lambda: t.status()["counts"]["child_restarts"] == 1, message="restarted")
+    wait_until(svc.is_passing, timeout=10, message="passing again after READY=1")
+    assert "notify message ignored" not in w.stderr_so_far()
