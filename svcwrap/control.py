@@ -329,6 +329,19 @@ class Requests:
         return taken
 
 
+def _answers(path: str) -> bool:
+    """Whether something accepts connections on the socket at path."""
+    probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        probe.settimeout(0.5)
+        probe.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
 class ControlServer:
     def __init__(self, path: str, observer: "Observer", requests: Requests,
                  log: "Logger", answer_timeout: float = ANSWER_TIMEOUT) -> None:
@@ -353,6 +366,8 @@ class ControlServer:
         else:
             if (st.st_mode & 0o170000) != 0o140000:
                 raise FileExistsError(17, "exists and is not a socket", self.path)
+            if _answers(self.path):  # another svcwrap's (two on one host): never take it over
+                raise OSError(98, "another svcwrap is listening there", self.path)
             os.unlink(self.path)  # a stale socket, left by a SIGKILLed svcwrap
         listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:

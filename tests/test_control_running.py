@@ -229,3 +229,14 @@ def test_a_metrics_port_in_use_is_one_error_line_and_the_service_runs_on(wrap, s
         assert status(sock)["state"] == "registered"
         w.kill(signal.SIGTERM)
         assert w.wait() == 0
+
+
+def test_a_second_svcwrap_on_the_same_path_does_not_take_the_socket_over(wrap, sock):
+    wrap("--no-register", "--control", sock, "--", "sleep", "30")
+    wait_until(lambda: answered(sock), message="first svcwrap answering")
+    second = wrap("--no-register", "--control", sock, "--", "sleep", "30")
+    wait_until(lambda: "no control socket" in second.stderr_so_far(), message="second refused")
+    assert "another svcwrap is listening there" in second.stderr_so_far()
+    second.kill(signal.SIGTERM)
+    second.wait()
+    assert answered(sock), "the second svcwrap took the first one's socket with it"

@@ -9,6 +9,7 @@ fixture (the in-repo double with fast reaping, or SVCWRAP_TEST_CONSUL_ADDR).
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
 import urllib.parse
@@ -19,8 +20,8 @@ import pytest
 
 from tests.consul_fixture import ConsulUnderTest, wait_until  # `consul` comes from conftest.py
 from tests.docker_support import (
-    IMAGE, TERM_REPORTER, TREE_PYTHON, Container, DockerError, engine_problem, ensure_image,
-    redis_ping, unique,
+    IMAGE, TERM_REPORTER, TREE_PYTHON, Container, DockerError, docker, engine_problem,
+    ensure_image, redis_ping, unique,
 )
 from tests.support import free_port
 from tests.terminal import PtySession
@@ -64,7 +65,8 @@ def run_redis(redis_image: str, consul: ConsulUnderTest) -> Iterator[RunRedis]:
     started: List[Container] = []
     lock = threading.Lock()
 
-    def run(sid: Optional[str] = None, cmd: Optional[List[str]] = None, **env: str) -> Redis:
+    def run(sid: Optional[str] = None, cmd: Optional[List[str]] = None,
+            docker_args: Optional[List[str]] = None, **env: str) -> Redis:
         sid = sid or unique(PREFIX + "redis")
         port = free_port()
         environ = {
@@ -80,7 +82,8 @@ def run_redis(redis_image: str, consul: ConsulUnderTest) -> Iterator[RunRedis]:
         if consul.token:
             environ["CONSUL_HTTP_TOKEN"] = consul.token
         environ.update(env)
-        container = Container.run(redis_image, environ, args=cmd, name=sid)
+        container = Container.run(redis_image, environ, args=cmd, docker_args=docker_args,
+                                  name=sid)
         with lock:
             started.append(container)
         return Redis(container, sid, port)
@@ -317,3 +320,57 @@ def test_docker_run_it_gives_the_shell_a_terminal_that_takes_input_and_ctrl_c(
     finally:
         session.close()
         Container(name, name).remove()
+
+
+# ---------------------------------------------------------------- control (issue 10)
+# The image's HEALTHCHECK runs every 10 s; these run it every 300 ms.
+FAST_HEALTH = ["--health-interval", "300ms", "--health-timeout", "5s", "--health-retries", "1",
+               "--health-start-period", "0s"]
+
+
+def health(redis: Redis) -> str:
+    return redis.container.inspect("{{.State.Health.Status}}")
+
+
+def test_docker_health_is_healthy_while_consul_says_passing_and_unhealthy_when_the_check_fails(
+        run_redis: RunRedis, consul: ConsulUnderTest) -> None:
+    # The check fails once /tmp/sick exists; redis itself keeps running.
+    redis = run_redis(docker_args=FAST_HEALTH, SVCWRAP_CHECK="exec:test ! -e /tmp/sick")
+    wait_passing(consul, redis)
+    wait_until(lambda: health(redis) == "healthy", START_TIMEOUT, 0.1, "docker says healthy")
+    redis.container.exec("touch", "/tmp/sick")
+    wait_until(lambda: check_statuses(consul, redis.sid) == ["warning"], 5.0, 0.05,
+               "the check failing in Consul")
+    wait_until(lambda: health(redis) == "unhealthy", 10.0, 0.1, "docker says unhealthy")
+    log = json.loads(redis.container.inspect("{{json .State.Health.Log}}"))
+    assert log[-1]["ExitCode"] == 1 and log[-1]["Output"].startswith("registered, check warning")
+    redis.container.exec("rm", "/tmp/sick")
+    wait_until(lambda: health(redis) == "healthy", 10.0, 0.1, "healthy again")
+
+
+def test_docker_exec_maintenance_on_takes_redis_out_of_passing_and_off_brings_it_back(
+        run_redis: RunRedis, consul: ConsulUnderTest) -> None:
+    redis = run_redis(docker_args=FAST_HEALTH)
+    wait_passing(consul, redis)
+    out = redis.container.exec("svcwrap", "maintenance", "on", "--reason", "resharding")
+    assert out == "maintenance on\n"
+    assert gone_from_passing(consul, redis.sid), "maintenance takes effect at once"
+    assert redis_ping("127.0.0.1", redis.port) == "+PONG", "redis keeps running"
+    wait_until(lambda: health(redis) == "healthy", START_TIMEOUT, 0.1,
+               "healthy in maintenance: Docker must not restart it for that")
+    assert redis.container.exec("svcwrap", "maintenance", "off") == "maintenance off\n"
+    wait_passing(consul, redis, timeout=5.0)
+
+
+@pytest.mark.parametrize("user", ["redis", "root"])
+def test_docker_exec_status_json_parses_as_the_images_user_and_as_root(
+        run_redis: RunRedis, consul: ConsulUnderTest, user: str) -> None:
+    redis = run_redis()
+    wait_passing(consul, redis)
+    out = docker("exec", "-u", user, redis.container.id, "svcwrap", "status", "--json").stdout
+    status = json.loads(out)
+    assert (status["state"], status["service_id"], status["service_name"]) == \
+        ("registered", redis.sid, "redis")
+    assert status["check_status"] == "passing" and status["consul_reachable"] is True
+    comm = redis.container.exec("cat", f"/proc/{status['child_pid']}/comm")
+    assert comm == "redis-server\n", "child_pid is redis' PID in the container"

@@ -83,7 +83,7 @@ find "$T" -xtype l -delete   # links to removed sources (_sysconfigdata)
 
 # ---- smoke test, then the tarball ----------------------------------------------------------
 env -i "$T/bin/svcwrap" --version
-env -i "$T/bin/$PY" -IS -c 'import svcwrap.cli, psutil, charset_normalizer, consul, ssl, hashlib, ctypes, lzma, bz2, decimal, uuid, json, zlib'
+env -i "$T/bin/$PY" -IS -c 'import svcwrap.cli, svcwrap.lifecycle, svcwrap.registry, svcwrap.metrics, psutil, tenacity, jinja2, markupsafe._speedups, prometheus_client, ssl, hashlib, ctypes, lzma, bz2, decimal, uuid, json, zlib'
 mkdir -p /usr/local/bin
 ln -sf "$T/bin/svcwrap" /usr/local/bin/svcwrap
 say "tree: $(du -sb "$T" | cut -f1) bytes, $(find "$T" -type f | wc -l) files"
