@@ -114,6 +114,7 @@ class Discovery:
     """
 
     leave_timeout = 0.0
+    registers = False  # whether a (re)started child goes through starting -> registered
 
     def start(self, child_pid: int, supervisor: "Supervisor") -> None:
         pass
@@ -124,8 +125,6 @@ class Discovery:
 
     def has_left(self) -> bool:
         return True
-
-    registers = False  # whether a (re)started child goes through starting -> registered
 
     def restarted(self, child_pid: int, supervisor: "Supervisor") -> None:
         """The child was spawned again (a restart): discover the new one."""
