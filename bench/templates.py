@@ -32,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
-from templates_engine import put, register, start_double  # noqa: E402
+from templates_engine import print_table, put, register, start_double  # noqa: E402
 
 WAIT = (0.3, 1.2)   # --template-wait; MIN above the 250 ms watch floor (see README)
 
@@ -168,9 +168,7 @@ def main() -> None:
     finally:
         double.terminate()
         double.wait(10)
-    print("| figure | svcwrap, templates end to end |\n|---|---|")
-    for name, value in rows:
-        print(f"| {name} | {value} |")
+    print_table("svcwrap, templates end to end", rows)
 
 
 if __name__ == "__main__":

@@ -138,7 +138,11 @@ def main() -> None:
     finally:
         double.terminate()
         double.wait(10)
-    print("| figure | svcwrap's template engine |\n|---|---|")
+    print_table("svcwrap's template engine", rows)
+
+
+def print_table(title: str, rows: list[tuple[str, str]]) -> None:
+    print(f"| figure | {title} |\n|---|---|")
     for name, value in rows:
         print(f"| {name} | {value} |")
 

@@ -182,6 +182,19 @@ class Harness:
                     .destination).read_text()
 
 
+def register_instance(consul, name: str, n: int, passing: bool = True) -> None:
+    """Instance NAME-n of service NAME at 10.0.0.n:800n, in the Consul under test."""
+    status, text = consul.put("/v1/agent/service/register", {
+        "Name": name, "ID": f"{name}-{n}", "Port": 8000 + n, "Address": f"10.0.0.{n}",
+        "Check": {"TTL": "60s", "Status": "passing" if passing else "critical"}})
+    assert status == 200, text
+
+
+def deregister_instance(consul, name: str, n: int) -> None:
+    status, text = consul.put(f"/v1/agent/service/deregister/{name}-{n}")
+    assert status == 200, text
+
+
 class Templated:
     """svcwrap with templates, end to end, on the Consul under test: its own
     service name and KV prefix (a real agent is shared), template sources
@@ -232,15 +245,10 @@ class Templated:
         self.consul.request("DELETE", "/v1/kv/" + self.prefix + "?recurse")
 
     def register(self, n: int, passing: bool = True) -> None:
-        status, text = self.consul.put("/v1/agent/service/register", {
-            "Name": self.name + "-app", "ID": f"{self.name}-app-{n}", "Port": 8000 + n,
-            "Address": f"10.0.0.{n}",
-            "Check": {"TTL": "60s", "Status": "passing" if passing else "critical"}})
-        assert status == 200, text
+        register_instance(self.consul, self.name + "-app", n, passing)
 
     def deregister(self, n: int) -> None:
-        status, text = self.consul.put(f"/v1/agent/service/deregister/{self.name}-app-{n}")
-        assert status == 200, text
+        deregister_instance(self.consul, self.name + "-app", n)
 
     def verb(self, *args: str) -> subprocess.CompletedProcess:
         from tests.control_support import verb

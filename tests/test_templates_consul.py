@@ -21,7 +21,7 @@ from svcwrap.templates.watch import Watch
 from tests.consul_double import start
 from tests.consul_fixture import REAL_AGENT_ENV, ConsulUnderTest, wait_until
 from tests.support import assert_stays_false
-from tests.templates_support import run_command
+from tests.templates_support import deregister_instance, register_instance, run_command
 
 TOKEN = "7emplate-5ecre7-d0-not-print"
 
@@ -58,15 +58,10 @@ class Rendering:
         return watch
 
     def register(self, n: int, passing: bool = True) -> None:
-        status, text = self.consul.put("/v1/agent/service/register", {
-            "Name": self.name, "ID": f"{self.name}-{n}", "Port": 8000 + n,
-            "Address": f"10.0.0.{n}",
-            "Check": {"TTL": "60s", "Status": "passing" if passing else "critical"}})
-        assert status == 200, text
+        register_instance(self.consul, self.name, n, passing)
 
     def deregister(self, n: int) -> None:
-        status, text = self.consul.put(f"/v1/agent/service/deregister/{self.name}-{n}")
-        assert status == 200, text
+        deregister_instance(self.consul, self.name, n)
 
     def put_key(self, key: str, value: str) -> None:
         status, _, raw = self.consul.request("PUT", "/v1/kv/" + self.prefix + key,
