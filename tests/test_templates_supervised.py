@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.signal_support import MARKER, received
@@ -53,6 +54,17 @@ def hups_after_settling(w, out: Path) -> int:
     w.kill(MARKER)
     wait_until(lambda: MARKER in received(out)[before:], message="the marker")
     return received(out).count(HUP)
+
+
+def runs(w, name: str) -> bool:
+    """Whether one of svcwrap's children is the program `name`."""
+    for child in w.children():
+        try:
+            if child.name() == name:
+                return True
+        except psutil.Error:
+            pass
+    return False
 
 
 def copier(dest: Path, out: Path) -> list[str]:
@@ -317,3 +329,17 @@ def test_after_a_restart_ready_1_comes_from_the_new_child_and_it_registers_again
     wait_until(lambda: t.status()["counts"]["child_restarts"] == 1, message="restarted")
     wait_until(svc.is_passing, timeout=10, message="passing again after READY=1")
     assert "notify message ignored" not in w.stderr_so_far()
+
+
+def test_a_validation_that_takes_its_time_delays_no_signal_forwarding(wrap, t):
+    t.template("app.conf", "{{ key('NAME/v') }}", reload="signal:HUP",
+               validate=["sleep", "4"])
+    w, out = started(wrap, t, v="1")   # (the first render waited for its validation)
+    t.put_key("v", "2")
+    wait_until(lambda: runs(w, "sleep"), message="the validation running")
+    before = len(received(out))
+    w.kill(MARKER)
+    wait_until(lambda: MARKER in received(out)[before:], timeout=1.0,
+               message="the signal forwarded while the validation runs")
+    assert runs(w, "sleep") and HUP not in received(out)
+    wait_until(lambda: HUP in received(out), timeout=10, message="the reload once validated")
