@@ -25,13 +25,15 @@ from typing import Callable, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import control  # noqa: E402
 import dist  # noqa: E402
 import measure  # noqa: E402
 from measure import Double, Result  # noqa: E402
 from util import (BENCH_DIR, DOUBLE_NOTES, UNSHARE, Unavailable, build_helper, check_unshare,  # noqa: E402
                   spawn, start_double, stop)
 
-GROUPS = ["startup", "signals", "orphans", "idle", "heartbeats", "lifecycle", "scale", "dist"]
+GROUPS = ["startup", "signals", "orphans", "idle", "heartbeats", "lifecycle", "scale", "dist",
+          "control"]
 CONSUL_GROUPS = {"signals", "heartbeats", "lifecycle", "scale"}  # idle runs without the double too
 
 
@@ -161,6 +163,9 @@ def run_all(args: argparse.Namespace) -> tuple[list[Result], list[tuple[int, flo
         results += guarded("dist", "svcwrap tree vs venv",
                            lambda: dist.dist(helper, args.runs, None if consul_na else double, log,
                                              layer=not args.quick))
+    if "control" in groups:  # the control socket and --metrics (bench/control.py)
+        results += guarded("control", "control socket and metrics",
+                           lambda: control.control(helper, args.runs))
     if double is not None:
         double.handle.stop()  # type: ignore[attr-defined]
     log.close()
