@@ -649,7 +649,7 @@ def run(config: Config, log: Logger) -> int:
             from svcwrap.lifecycle import ConsulDiscovery
 
             if notify is not None:
-                notify.child_pid = supervisor.child_pid  # after a restart: the new child
+                notify.new_child(supervisor.child_pid)  # after a restart: the new child
 
             return ConsulDiscovery(config, log, notify, observer)
         if config.health.check.kind != "none":

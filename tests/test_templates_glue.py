@@ -73,3 +73,25 @@ def test_a_failing_validation_is_reported_for_the_check_even_with_nothing_change
     t.on_rendered([], {"a": "nginx: exit 1\nno servers are inside upstream"})
     assert seen == [{"a": "nginx: exit 1\nno servers are inside upstream"}]
     assert queue.put_calls == []
+
+
+def test_a_ready_1_that_the_old_childs_lifecycle_drains_still_counts_for_the_new_child():
+    # After a `restart` reload the old ConsulDiscovery may still be draining
+    # the notify socket when the new child sends READY=1 (issue 11).
+    import os
+    import socket
+    import uuid
+
+    from svcwrap.notify import NotifySocket
+
+    address = f"@svcwrap-test-{uuid.uuid4().hex[:8]}"
+    notify = NotifySocket(address)
+    try:
+        notify.new_child(os.getpid())   # this process plays the new child
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as child:
+            child.sendto(b"READY=1", "\0" + address[1:])
+        notify.drain(0.2)
+        assert notify.wait_ready(0)
+        assert not notify.wait_ready(0)   # once
+    finally:
+        notify.close()
