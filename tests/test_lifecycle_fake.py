@@ -147,7 +147,8 @@ def test_a_registration_in_flight_when_the_stop_comes_is_undone_and_not_reported
     with lifecycle(fake=fake) as (d, fake, main, log, _):
         wait_until(lambda: d.in_flight == "register", message="registration on its way")
         main.stop(d)
-        assert not d.has_left()
+        wait_until(lambda: ("deregister",) in fake.calls, message="deregistered at once")
+        assert not d.has_left(), "the held registration must be outlasted"
         fake.release()
         wait_until(d.has_left, message="left")
         # deregistered at once, and again once the held registration has landed
