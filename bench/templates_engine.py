@@ -1,12 +1,12 @@
-"""The template engine alone (issue 11 bench items that need no wiring yet):
+"""The template engine alone, in-process (issue 11; bench/templates.py runs
+svcwrap itself end to end, with the child's reload signal):
 
     python bench/templates_engine.py [--services 50] [--changes 1000]
 
 Runs the Consul double in a subprocess and svcwrap's TemplateManager in this
 process (the real watches and transport), and prints a markdown table:
 idle CPU and RSS with N watched services, Consul change -> file rewritten
-(median, p90), and what 1,000 rapid changes cost. The child's reload signal
-is not in the chain yet: the supervisor side is not wired (see README).
+(median, p90), and what 1,000 rapid changes cost.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from svcwrap.config import ConsulConfig, Secret  # noqa: E402
 from svcwrap.logs import Logger  # noqa: E402
 from svcwrap.templates.manager import TemplateManager  # noqa: E402
 from svcwrap.templates.spec import TemplateSpec  # noqa: E402
-from svcwrap.templates.transport import stdlib_transport  # noqa: E402
+from svcwrap.consul_http import AgentHTTP  # noqa: E402
 
 
 def start_double() -> tuple[subprocess.Popen, str]:
@@ -75,8 +75,9 @@ def manager_for(addr: str, tmp: Path, names: list[str], wait: tuple[float, float
                               " {{ s.address }}:{{ s.port }}\n{% endfor %}" for n in names))
     dest = tmp / "all.conf"
     host, port = addr.rsplit(":", 1)
-    transport = stdlib_transport(ConsulConfig("http", host, int(port), Secret(""), True, None, ""))
-    manager = TemplateManager([TemplateSpec(str(source), str(dest))], transport=transport,
+    consul = ConsulConfig("http", host, int(port), Secret(""), True, None, "")
+    manager = TemplateManager([TemplateSpec(str(source), str(dest))],
+                              connect=lambda: AgentHTTP(consul),
                               environ={}, log=Logger(level="error"), runner=lambda a, t: (0, ""),
                               on_rendered=lambda changed, failures: reloads.append(time.monotonic()),
                               wait=wait)
@@ -137,7 +138,11 @@ def main() -> None:
     finally:
         double.terminate()
         double.wait(10)
-    print("| figure | svcwrap's template engine |\n|---|---|")
+    print_table("svcwrap's template engine", rows)
+
+
+def print_table(title: str, rows: list[tuple[str, str]]) -> None:
+    print(f"| figure | {title} |\n|---|---|")
     for name, value in rows:
         print(f"| {name} | {value} |")
 

@@ -5,7 +5,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 need=()
 for pkg_cmd in tini:tini dumb-init:dumb-init redis-server:redis-server unshare:util-linux \
-               ps:procps debootstrap:debootstrap; do
+               ps:procps debootstrap:debootstrap nginx:nginx-light; do
   command -v "${pkg_cmd%%:*}" >/dev/null 2>&1 || need+=("${pkg_cmd##*:}")
 done
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)

@@ -522,8 +522,13 @@ def parse(argv: list[str], environ: dict[str, str]) -> tuple[Config, list[str]]:
             address=parse_address(src.value("--address") or "auto", src.where("--address")),
         )
         consul = parse_consul(src, environ)
+    # Templates talk to Consul too, under --no-register as well (a load
+    # balancer that registers nothing still renders its upstreams).
+    templating = bool(src.values("--template") or file_templates)
+    if templating and consul is None:
+        consul = parse_consul(src, environ)
     child_environ = environ
-    if register and not src.switch("--pass-token"):
+    if (register or templating) and not src.switch("--pass-token"):
         # The token is svcwrap's: a child that drops privileges would show it
         # in /proc/PID/environ, and it registers rogue instances (as Nomad does).
         child_environ = {k: v for k, v in environ.items()
@@ -537,7 +542,7 @@ def parse(argv: list[str], environ: dict[str, str]) -> tuple[Config, list[str]]:
     metrics = parse_listen(raw_metrics, src.where("--metrics")) if raw_metrics else None
     config = Config(register, supervisor, service, health, consul, log_format, log_level,
                     child_environ, control, metrics)
-    if src.values("--template") or file_templates:
+    if templating:
         from svcwrap.templates.options import parse_templates
 
         config.templates = parse_templates(src, file_templates)
@@ -599,6 +604,17 @@ def run(config: Config, log: Logger) -> int:
     the control socket and metrics (started after the spawn)."""
     supervisor = Supervisor(config.supervisor, log)
     supervisor.prepare()
+    templating = None
+    if config.templates is not None:
+        # The child reads its templates when it starts: they render first,
+        # and what they need (Jinja2, threads, the observer) is paid for
+        # before the spawn. Never imported without a template.
+        from svcwrap.templating import render_before_spawn
+
+        templating, code = render_before_spawn(config, log, supervisor,
+                                               lambda: make_observer(config, log))
+        if templating is None:
+            return code
     environ = config.environ
     notify = None
     # Without Consul nothing waits for READY=1: then there is no socket at all.
@@ -620,22 +636,35 @@ def run(config: Config, log: Logger) -> int:
     if notify is not None:
         notify.child_pid = pid
     # Only now, with the child running, is anything heavy imported.
-    observer = make_observer(config, log)
+    if templating is None:
+        observer = make_observer(config, log)
+        requests = supervisor.attach(observer)
+    else:
+        observer, requests = templating.child_spawned(config.register)
     observer.child_started(pid, " ".join(config.supervisor.command),
                            started=supervisor.spawned_at)
-    requests = supervisor.attach(observer)
-    if config.register:
-        from svcwrap.lifecycle import ConsulDiscovery
 
-        discovery: Discovery = ConsulDiscovery(config, log, notify, observer)
-    elif config.health.check.kind != "none":
-        from svcwrap.lifecycle import LocalCheck
+    def make_discovery() -> Discovery:
+        if config.register:
+            from svcwrap.lifecycle import ConsulDiscovery
 
-        discovery = LocalCheck(config, observer)
-    else:
-        discovery = Discovery()
+            if notify is not None:
+                notify.new_child(supervisor.child_pid)  # after a restart: the new child
+
+            return ConsulDiscovery(config, log, notify, observer)
+        if config.health.check.kind != "none":
+            from svcwrap.lifecycle import LocalCheck
+
+            return LocalCheck(config, observer)
+        return Discovery()
+
+    # With templates, a `restart` reload discovers each new child afresh
+    # (the same configuration, so the same service ID).
+    discovery = make_discovery() if templating is None \
+        else templating.restartable(make_discovery, supervisor)
     discovery.start(pid, supervisor)
-    server = start_control(config, log, observer, requests, supervisor.pid1)
+    server = templating.control if templating is not None \
+        else start_control(config, log, observer, requests, supervisor.pid1)
     if config.metrics is not None:
         import threading
 
@@ -646,6 +675,8 @@ def run(config: Config, log: Logger) -> int:
     finally:
         if server is not None:
             server.close()  # a socket left behind would be a stale one
+        if templating is not None:
+            templating.stop()
 
 
 def start_control(config: Config, log: Logger, observer, requests, pid1: bool):
@@ -684,13 +715,16 @@ def start_metrics(listen: tuple[str, int], log: Logger, observer) -> None:
 
 def make_observer(config: Config, log: Logger):
     """The one place that hears every state change (observer.py); imports
-    enum, so only after the spawn."""
+    enum, so only after the spawn (with templates: before it, waiting)."""
     from svcwrap.observer import Observer
     from svcwrap.states import ServiceState
 
     check = config.health.check
+    initial = ServiceState.STARTING if config.register else ServiceState.RUNNING
+    if config.templates is not None:
+        initial = ServiceState.WAITING_TEMPLATES
     return Observer(log, version=__version__,
-                    initial=ServiceState.STARTING if config.register else ServiceState.RUNNING,
+                    initial=initial,
                     service_id=config.service.id if config.service else None,
                     service_name=config.service.name if config.service else None,
                     consul_address=config.consul.base_url if config.consul else None,

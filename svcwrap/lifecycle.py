@@ -46,10 +46,14 @@ from svcwrap.supervisor import Discovery, Supervisor
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Callable
+
     from svcwrap.control import Request
 
 
 class ConsulDiscovery(Discovery):
+    registers = True
+
     def __init__(self, config: Config, log: Logger, notify, observer: Observer,
                  backend: Backend | None = None) -> None:
         """`backend`: discovery to use; by default the worker builds the
@@ -87,6 +91,9 @@ class ConsulDiscovery(Discovery):
         self.supervisor: Supervisor | None = None
         self.last = ("passing", "service is ready")  # the check result to register with
         self._rejected_logged = False
+        # What a failing template says (templating.py sets it): the check's
+        # output, as a warning, while there is one.
+        self.check_note: "Callable[[], str | None]" = lambda: None
 
     # -- called by the supervisor (main thread); each returns at once --------
     def start(self, child_pid: int, supervisor: Supervisor) -> None:
@@ -290,12 +297,20 @@ class ConsulDiscovery(Discovery):
         while not self._pause_until(next_beat):
             next_beat = max(next_beat + interval, time.monotonic())
             result = probe()
-            self.last = (result.status, result.output)
-            self.observer.check_result(CheckStatus(result.status), result.output)
+            status, output = result.status, result.output
+            note = self.check_note() if result.ok else None
+            if note:
+                # A template failed validation (issue 11): the instance still
+                # serves its last good configuration, so warning, not critical,
+                # with the command's output (logged once already, by the templates).
+                status, output = "warning", note
+            self.last = (status, output)
+            self.observer.check_result(CheckStatus(status), output,
+                                       logged="a template failed validation" if note else None)
             try:
                 for attempt in self._retrying(give_up_after=interval):
                     with attempt:
-                        self._report(result.status, result.output)
+                        self._report(status, output)
             except BackendUnavailable as err:
                 # Logged once (a call that outlasts the interval gets no retry,
                 # so no before_sleep either); the next beat tries again.

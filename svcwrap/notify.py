@@ -41,9 +41,20 @@ class NotifySocket:
         self.sock.bind(bind_to)
         self.status = ""
         self.on_reject = None  # called with the pid of every datagram not heard
+        self.ready_pending = False  # a READY=1 that drain() read (see new_child)
+
+    def new_child(self, pid: int) -> None:
+        """A restart (issue 11) spawned the child again: hear it from now on.
+        The old child's lifecycle may still be in drain(), and read the new
+        child's READY=1 there: drain() keeps it for the next wait_ready()."""
+        self.child_pid = pid
+        self.ready_pending = False
 
     def wait_ready(self, timeout: float | None) -> bool:
         """Read datagrams until one from an allowed sender says READY=1, or the timeout passes."""
+        if self.ready_pending:
+            self.ready_pending = False
+            return True
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = None if deadline is None else deadline - time.monotonic()
@@ -62,8 +73,9 @@ class NotifySocket:
         """Read and drop whatever arrives within timeout (the service's later
         STATUS=, WATCHDOG=1, ...), so senders never block on a full queue."""
         deadline = time.monotonic() + timeout
-        while self._receive(max(0.0, deadline - time.monotonic())) is not None:
-            pass
+        while (lines := self._receive(max(0.0, deadline - time.monotonic()))) is not None:
+            if "READY=1" in lines:
+                self.ready_pending = True
 
     def _receive(self, timeout: float | None) -> list[str] | None:
         """One datagram's lines ([] if its sender is not allowed); None on timeout."""

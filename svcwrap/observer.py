@@ -58,7 +58,7 @@ class Observer:
         self._child_pid: int | None = None
         self._child_started: float | None = None
         self._child_exit_code: int | None = None
-        self._templates: dict[str, bool] = {}  # name -> rendered (issue 11)
+        self._templates: list[dict] = []  # templating.Templating.status() (issue 11)
         self._counts = {"heartbeats": 0, "heartbeat_failures": 0, "registrations": 0,
                         "child_restarts": 0}
         self._signals: dict[str, int] = {}
@@ -166,9 +166,12 @@ class Observer:
             self._out.put("debug", EventCode.SIGNAL_FORWARDED.value, fields)
 
     # -- health and Consul -----------------------------------------------------
-    def check_result(self, status: CheckStatus, output: str, log: bool = True) -> None:
+    def check_result(self, status: CheckStatus, output: str, log: bool = True,
+                     logged: str | None = None) -> None:
         """A health-check result; logged only when the status changes (and
-        `log`: the status a registration carries is the last one logged)."""
+        `log`: the status a registration carries is the last one logged),
+        with `logged` instead of the output if given (a failing template's
+        output, which the templates logged already: issue 11)."""
         with self._reporting():
             changed = status != self._check_status
             self._check_status = status
@@ -181,7 +184,7 @@ class Observer:
                 return
             level = "info" if status is CheckStatus.PASSING else "warning"
             self._out.put(level, f"{EventCode.CHECK_CHANGED.value} {status.value}",
-                          {"output": output[:OUTPUT_IN_LOG]})
+                          {"output": (output if logged is None else logged)[:OUTPUT_IN_LOG]})
 
     def registration(self, **fields: object) -> None:
         """The agent accepted our definition (a first registration, or again
@@ -251,15 +254,17 @@ class Observer:
                 self._out.put("info", EventCode.EXIT_MAINTENANCE.value, {})
 
     # -- templates (issue 11) --------------------------------------------------
-    def template_waiting(self, name: str) -> None:
+    def templates(self, entries: "list[dict]") -> None:
+        """Each template's destination ("name"), whether it has rendered,
+        the queries it still waits for and its current failure, as
+        templating.Templating.status() gives them; a change of the failures
+        is logged by the template manager, not here."""
         with self._reporting():
-            if self._templates.get(name) is not False:
-                self._templates[name] = False
-                self._out.put("info", EventCode.WAITING_TEMPLATES.value, {"template": name})
-
-    def template_rendered(self, name: str) -> None:
-        with self._lock:
-            self._templates[name] = True
+            waiting = [e["name"] for e in entries if not e["rendered"]]
+            if waiting and not self._templates:  # once, at start
+                self._out.put("info", EventCode.WAITING_TEMPLATES.value,
+                              {"templates": ", ".join(waiting)})
+            self._templates = [dict(e) for e in entries]
 
     # -- the answer to `svcwrap status` ----------------------------------------
     def snapshot(self) -> dict:
@@ -280,8 +285,7 @@ class Observer:
                 "child_pid": self._child_pid,
                 "child_uptime_s": _age(now, self._child_started) if child_running else None,
                 "child_exit_code": self._child_exit_code,
-                "templates": [{"name": name, "rendered": done}
-                              for name, done in sorted(self._templates.items())],
+                "templates": [dict(e) for e in self._templates],
                 "counts": {**self._counts, "signals_forwarded": dict(self._signals)},
             }
 

@@ -71,7 +71,7 @@ _STOP = (S.LEAVING, S.EXITED)
 # The lifecycle: owned by the worker thread (and, for waiting_templates, by
 # the template renderer of issue 11).
 LIFECYCLE: "dict[ServiceState, tuple[ServiceState, ...]]" = {
-    S.WAITING_TEMPLATES: (S.STARTING, *_STOP),
+    S.WAITING_TEMPLATES: (S.STARTING, S.RUNNING, *_STOP),  # RUNNING: --no-register
     S.STARTING: (S.REGISTERING, S.RUNNING, *_STOP),
     # registered -> registering: the agent forgot us and we register again.
     S.REGISTERING: (S.REGISTERED, *_STOP),
@@ -79,15 +79,17 @@ LIFECYCLE: "dict[ServiceState, tuple[ServiceState, ...]]" = {
     S.RUNNING: _STOP,
 }
 # The stop sequence: owned by the supervisor's main thread. The child may
-# exit at any point of it; exited is final.
+# exit at any point of it; exited is final. A restart (templates' `restart`
+# reload, issue 11) runs it up to the child's exit, then starts over.
+_RESTART = (S.STARTING, S.RUNNING)
 STOP_SEQUENCE: "dict[ServiceState, tuple[ServiceState, ...]]" = {
     S.LEAVING: (S.DRAINING, S.EXITED),
-    S.DRAINING: (S.STOPPING, S.EXITED),
-    S.STOPPING: (S.EXITED,),
+    S.DRAINING: (S.STOPPING, S.EXITED, *_RESTART),
+    S.STOPPING: (S.EXITED, *_RESTART),
     S.EXITED: (),
 }
 TRANSITIONS = {**LIFECYCLE, **STOP_SEQUENCE}
-del S, _STOP
+del S, _STOP, _RESTART
 
 STOPPING_STATES = frozenset({ServiceState.LEAVING, ServiceState.DRAINING,
                              ServiceState.STOPPING, ServiceState.EXITED})

@@ -114,6 +114,7 @@ class Discovery:
     """
 
     leave_timeout = 0.0
+    registers = False  # whether a (re)started child goes through starting -> registered
 
     def start(self, child_pid: int, supervisor: "Supervisor") -> None:
         pass
@@ -124,6 +125,10 @@ class Discovery:
 
     def has_left(self) -> bool:
         return True
+
+    def restarted(self, child_pid: int, supervisor: "Supervisor") -> None:
+        """The child was spawned again (a restart): discover the new one."""
+        self.start(child_pid, supervisor)
 
     def maintenance(self, on: bool, reason: str, request: "Request") -> None:
         """Switch maintenance; answer `request` now or from another thread."""
@@ -143,6 +148,8 @@ class Supervisor:
         self.child_stopped = False
         self.no_children = False
         self.spawned_at = 0.0  # time.monotonic() of the spawn
+        self.environ: dict[str, str] = {}
+        self.restarting = False  # a restart's stop sequence is under way (on_restart)
         # Set by attach(), after the spawn: the state (observer.state, moved
         # only through observer.transition) and the queue into the main loop.
         self.observer: "Observer | None" = None
@@ -190,6 +197,7 @@ class Supervisor:
                 raise SpawnError(127, f"{argv[0]}: command not found") from None
             raise SpawnError(126, f"{argv[0]}: cannot execute: {err.strerror}") from None
         self.child_pid = pid
+        self.environ = environ  # for a restart (issue 11)
         self.spawned_at = time.monotonic()  # the observer, created next, logs the start
         return pid
 
@@ -293,6 +301,7 @@ class Supervisor:
     def on_stop(self, request: "Request", discovery: Discovery) -> None:
         # svcwrap's own verdict (e.g. 1, not ready in time) wins over the
         # child's status, also when a stop was already under way.
+        self.cancel_restart()
         self.forced_exit = request.args["code"]
         self.begin_stop(discovery, str(request.args["reason"]), self.config.stop_on[0])
         request.answer(True, message=f"stopping ({self.state.value})")
@@ -310,12 +319,50 @@ class Supervisor:
         request.answer(True, message=f"sent {signal_name(signo)}")
 
     def on_restart(self, request: "Request", discovery: Discovery) -> None:
-        """Restart the child in place (templates' `--reload restart`, issue 11).
+        """Restart the child in place (templates' `--reload restart`, issue 11):
+        the stop sequence as for a stop request (leave discovery, drain, stop
+        signal, SIGKILL at --stop-timeout), then, once the child is gone, the
+        same command spawned again (respawn_if_due); svcwrap stays and the
+        service keeps its ID, registered again once the new child is ready."""
+        if self.stopping() or self.child_status is not None or self.child_pid == 0:
+            request.answer(False, error=f"svcwrap is {self.state.value}")
+            return
+        self.restarting = True
+        self.begin_stop(discovery, "restart", self.config.stop_on[0])
+        request.answer(True, message="restarting")
 
-        The hook for it: the templates wiring replaces this with the restart
-        sequence (stop signal, wait for the exit without entering `exited`,
-        spawn again, observer.child_restarted). Until then it is refused."""
-        request.answer(False, error="restarting the child is not supported")
+    def cancel_restart(self) -> None:
+        """A stop request during a restart: stop for good. A child already
+        gone exits svcwrap now, as if it had exited on its own."""
+        if not self.restarting:
+            return
+        self.restarting = False
+        if self.child_status is not None:
+            self.child_exited(self.child_pid, self.child_status)
+
+    def respawn_if_due(self, discovery: Discovery) -> None:
+        """The restart's child is gone and discovery left (not before: the
+        old instance must be out of Consul before a new one may come)."""
+        from svcwrap.states import ServiceState as S
+
+        if not self.restarting or self.child_status is None or self.state is S.LEAVING:
+            return
+        self.restarting = False
+        assert self.observer is not None
+        old_pid, old_status = self.child_pid, self.child_status
+        try:
+            pid = self.spawn(self.environ)
+        except SpawnError as err:
+            self.log.error("cannot start child", error=str(err))
+            self.forced_exit = err.code
+            self.child_exited(old_pid, old_status)
+            return
+        self.child_status = None
+        self.child_stopped = False
+        self.kill_deadline = None
+        self.observer.transition(S.STARTING if discovery.registers else S.RUNNING)
+        self.observer.child_restarted(pid)
+        discovery.restarted(pid, self)
 
     def on_snapshot(self, request: "Request", discovery: Discovery) -> None:
         assert self.observer is not None
@@ -394,6 +441,7 @@ class Supervisor:
     def on_stop_request(self, signo: int, discovery: Discovery) -> None:
         from svcwrap.states import ServiceState as S
 
+        self.cancel_restart()
         state = self.state
         if not self.stopping():
             self.begin_stop(discovery, signal_name(signo), signo)
@@ -463,6 +511,7 @@ class Supervisor:
             self.kill_deadline = None
         if self.state is S.EXITED and not self.no_children and not self.config.ignore_others:
             self.stop_stragglers(now)
+        self.respawn_if_due(discovery)
 
     def finished(self, discovery: Discovery) -> bool:
         # With --ignore-others, other processes are neither signalled nor
@@ -542,14 +591,20 @@ class Supervisor:
                 self.child_stopped = False
                 continue
             self.child_status = status
-            if not self.stopping():
-                # Gone on its own: leave discovery all the same, bounded.
-                self.drain_seconds = discovery.leave()
-                self.leave_deadline = time.monotonic() + discovery.leave_timeout
-            assert self.observer is not None
-            self.observer.child_exited(pid, exit_code(status),
-                                       signal_name(os.WTERMSIG(status))
-                                       if os.WIFSIGNALED(status) else None, level="debug")
+            if self.restarting:
+                continue  # spawned again by respawn_if_due, not an exit
+            self.child_exited(pid, status, discovery)
+
+    def child_exited(self, pid: int, status: int, discovery: Discovery | None = None) -> None:
+        """The main child is gone for good: svcwrap exits once the stop is done."""
+        if discovery is not None and not self.stopping():
+            # Gone on its own: leave discovery all the same, bounded.
+            self.drain_seconds = discovery.leave()
+            self.leave_deadline = time.monotonic() + discovery.leave_timeout
+        assert self.observer is not None
+        self.observer.child_exited(pid, exit_code(status),
+                                   signal_name(os.WTERMSIG(status))
+                                   if os.WIFSIGNALED(status) else None, level="debug")
 
     def on_child_stopped(self, stopsig: int) -> None:
         """Job control: ^Z stopped the child's group (the terminal's foreground).

@@ -132,8 +132,13 @@ def describe(s: dict) -> str:
         rows.append(("child", f"exited ({s.get('child_exit_code')})"
                      if s.get("child_exit_code") is not None else "not running"))
     for template in s.get("templates") or []:
-        rows.append(("template", f"{template.get('name')} "
-                     f"({'rendered' if template.get('rendered') else 'waiting'})"))
+        if template.get("failure"):
+            state = "failing: " + str(template["failure"]).strip().splitlines()[-1][:120]
+        elif template.get("rendered"):
+            state = "rendered"
+        else:
+            state = "waits for " + (", ".join(template.get("waiting_for") or []) or "a render")
+        rows.append(("template", f"{template.get('name')} {state}"))
     rows.append(("version", str(s.get("version"))))
     return "".join(f"{name:<15} {value}\n" for name, value in rows)
 

@@ -73,8 +73,11 @@ class FakeConsul:
         self.index += 1
         self.instances.pop(sid, None)
 
-    # -- the transport -----------------------------------------------------
-    def __call__(self, method: str, path: str, *, params: dict[str, str], body,
+    # -- the client (consul_http.AgentHTTP's shape) ---------------------------
+    def close(self) -> None:
+        pass
+
+    def request(self, method: str, path: str, *, params: dict[str, str], body,
                  deadline: float, max_body: int) -> Answer:
         self.calls.append((path, dict(params), deadline, max_body))
         if self.clock is not None:
@@ -145,7 +148,7 @@ class Harness:
             source.write_text(text)
             self.specs.append(TemplateSpec(str(source), str(tmp_path / name), **spec_options))
         self.manager = TemplateManager(
-            self.specs, transport=self.consul, environ=environ or {}, log=Logger(level="error"),
+            self.specs, connect=lambda: self.consul, environ=environ or {}, log=Logger(level="error"),
             runner=run_command, on_rendered=self._on_rendered, wait=wait, floor=0.0,
             clock=self.clock, watch_factory=self._watch)
         self.manager.load_sources()
@@ -177,3 +180,82 @@ class Harness:
     def text(self, name: str) -> str:
         return Path(self.specs[[Path(s.destination).name for s in self.specs].index(name)]
                     .destination).read_text()
+
+
+def register_instance(consul, name: str, n: int, passing: bool = True) -> None:
+    """Instance NAME-n of service NAME at 10.0.0.n:800n, in the Consul under test."""
+    status, text = consul.put("/v1/agent/service/register", {
+        "Name": name, "ID": f"{name}-{n}", "Port": 8000 + n, "Address": f"10.0.0.{n}",
+        "Check": {"TTL": "60s", "Status": "passing" if passing else "critical"}})
+    assert status == 200, text
+
+
+def deregister_instance(consul, name: str, n: int) -> None:
+    status, text = consul.put(f"/v1/agent/service/deregister/{name}-{n}")
+    assert status == 200, text
+
+
+class Templated:
+    """svcwrap with templates, end to end, on the Consul under test: its own
+    service name and KV prefix (a real agent is shared), template sources
+    and a --config file in tmp_path, and a control socket for the verbs."""
+
+    def __init__(self, consul, tmp_path: Path) -> None:
+        import uuid
+
+        self.consul = consul
+        self.tmp = tmp_path
+        self.name = f"svcwrap-test-{uuid.uuid4().hex[:8]}"
+        self.prefix = self.name + "/"
+        self.control = tmp_path / "control.sock"
+        self.tables: list[str] = []
+
+    def template(self, name: str, text: str, **keys: object) -> Path:
+        """A [[template]] rendering `text` (NAME becomes self.name) to tmp/name."""
+        source = self.tmp / (name + ".j2")
+        source.write_text(text.replace("NAME", self.name))
+        dest = self.tmp / name
+        lines = ["[[template]]", f"source = {json.dumps(str(source))}",
+                 f"destination = {json.dumps(str(dest))}"]
+        lines += [f"{key.replace('_', '-')} = {json.dumps(value)}" for key, value in keys.items()]
+        self.tables.append("\n".join(lines))
+        return dest
+
+    def args(self, *extra: str, child: list[str], register: bool = False) -> list[str]:
+        config = self.tmp / "svcwrap.toml"
+        config.write_text("\n\n".join(self.tables) + "\n")
+        head = [] if register else ["--no-register"]
+        return [*head, "--consul", self.consul.addr, "--control", str(self.control),
+                "--config", str(config), *extra, "--", *child]
+
+    def env(self) -> dict[str, str]:
+        import os
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CONSUL_", "SVCWRAP_"))}
+        if self.consul.token:
+            env["CONSUL_HTTP_TOKEN"] = self.consul.token
+        return env
+
+    def put_key(self, key: str, value: str) -> None:
+        status, _, raw = self.consul.request("PUT", "/v1/kv/" + self.prefix + key,
+                                             value.encode())
+        assert status == 200, raw
+
+    def delete_keys(self) -> None:
+        self.consul.request("DELETE", "/v1/kv/" + self.prefix + "?recurse")
+
+    def register(self, n: int, passing: bool = True) -> None:
+        register_instance(self.consul, self.name + "-app", n, passing)
+
+    def deregister(self, n: int) -> None:
+        deregister_instance(self.consul, self.name + "-app", n)
+
+    def verb(self, *args: str) -> subprocess.CompletedProcess:
+        from tests.control_support import verb
+
+        return verb(*args, env={"SVCWRAP_CONTROL": str(self.control)})
+
+    def status(self) -> dict:
+        done = self.verb("status", "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)

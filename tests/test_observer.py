@@ -158,10 +158,12 @@ def test_without_consul_the_status_names_no_service_and_no_agent():
 
 def test_templates_waiting_and_rendered_show_in_status():
     obs = observer(LogFile(), initial=S.WAITING_TEMPLATES)
-    obs.template_waiting("/etc/app.conf")
-    assert obs.snapshot()["templates"] == [{"name": "/etc/app.conf", "rendered": False}]
-    obs.template_rendered("/etc/app.conf")
-    assert obs.snapshot()["templates"] == [{"name": "/etc/app.conf", "rendered": True}]
+    waiting = {"name": "/etc/app.conf", "rendered": False, "waiting_for": ["key('max')"]}
+    obs.templates([waiting])
+    assert obs.snapshot()["templates"] == [waiting]
+    obs.templates([{"name": "/etc/app.conf", "rendered": True, "waiting_for": []}])
+    assert obs.snapshot()["templates"] == [{"name": "/etc/app.conf", "rendered": True,
+                                            "waiting_for": []}]
 
 
 def test_under_racing_threads_the_log_lists_exactly_the_transitions_status_went_through():

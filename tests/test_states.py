@@ -67,10 +67,15 @@ def test_exited_is_final():
     assert seen == []
 
 
-def test_nothing_in_the_stop_sequence_goes_back_to_serving():
-    serving = {S.STARTING, S.REGISTERING, S.REGISTERED, S.RUNNING, S.WAITING_TEMPLATES}
+def test_nothing_in_the_stop_sequence_goes_back_to_serving_but_a_restart_starting_over():
+    # Issue 11: a `restart` reload runs the stop sequence, then spawns the
+    # child again (the main thread: starting, or running without Consul). A
+    # registration racing the stop still cannot bring the service back.
+    serving = {S.REGISTERING, S.REGISTERED, S.WAITING_TEMPLATES}
     for state in STOP_SEQUENCE:
         assert not set(TRANSITIONS[state]) & serving, state
+    assert not set(TRANSITIONS[S.LEAVING]) & {S.STARTING, S.RUNNING}
+    assert not TRANSITIONS[S.EXITED]
 
 
 def test_a_repeated_state_is_reported_once():

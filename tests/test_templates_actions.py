@@ -68,7 +68,7 @@ def test_svcwrap_reload_rerenders_on_the_managers_thread_and_reloads_once(tmp_pa
     source.write_text("{{ key('v') }}")
     reloads: list[list[str]] = []
     manager = TemplateManager(
-        [TemplateSpec(str(source), str(tmp_path / "out"))], transport=consul, environ={},
+        [TemplateSpec(str(source), str(tmp_path / "out"))], connect=lambda: consul, environ={},
         log=Logger(level="error"), runner=runner,
         on_rendered=lambda changed, failures: reloads.append([s.destination for s in changed]),
         wait=(60.0, 600.0), floor=0.02)

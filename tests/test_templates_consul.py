@@ -1,7 +1,9 @@
 """Watches and renders against the Consul under test (the double, or a real
 agent with SVCWRAP_TEST_CONSUL_ADDR) for /v1/health/service (issue 11
-"Tests and measurements"): blocking queries that return on a change, the
-token on every call, Consul down at start, a query dropped mid-way."""
+"Tests and measurements"): blocking queries that return on a change (a
+write, a delete's tombstone, a new service in the catalog), the token on
+every call, Consul down at start, a query dropped mid-way. The functions'
+shapes are in test_templates_render.py, on the in-process fake."""
 from __future__ import annotations
 
 import os
@@ -11,15 +13,15 @@ from pathlib import Path
 import pytest
 
 from svcwrap.config import ConsulConfig, Secret
+from svcwrap.consul_http import AgentHTTP
 from svcwrap.logs import Logger
 from svcwrap.templates.manager import TemplateManager
 from svcwrap.templates.spec import TemplateSpec
-from svcwrap.templates.transport import stdlib_transport
 from svcwrap.templates.watch import Watch
 from tests.consul_double import start
 from tests.consul_fixture import REAL_AGENT_ENV, ConsulUnderTest, wait_until
 from tests.support import assert_stays_false
-from tests.templates_support import run_command
+from tests.templates_support import deregister_instance, register_instance, run_command
 
 TOKEN = "7emplate-5ecre7-d0-not-print"
 
@@ -27,21 +29,24 @@ TOKEN = "7emplate-5ecre7-d0-not-print"
 class Rendering:
     """A threaded manager rendering one upstreams file from service NAME."""
 
-    def __init__(self, consul: ConsulUnderTest, tmp_path: Path, token: str = "") -> None:
+    def __init__(self, consul: ConsulUnderTest, tmp_path: Path, token: str = "",
+                 text: str = "") -> None:
         self.consul = consul
         self.name = f"svcwrap-test-{uuid.uuid4().hex[:8]}"
+        self.prefix = self.name + "/"   # its own KV keys (a real agent is shared)
         self.dest = tmp_path / "upstreams.conf"
         source = tmp_path / "upstreams.j2"
-        source.write_text("{% for s in service('" + self.name + "') %}"
+        source.write_text(text.replace("NAME", self.name) or
+                          "{% for s in service('" + self.name + "') %}"
                           "server {{ s.address }}:{{ s.port }};\n{% endfor %}")
         self.log_path = tmp_path / "log"
         self.log_file = open(self.log_path, "w")
         self.reloads: list[list[TemplateSpec]] = []
         self.watches: list[Watch] = []
-        transport = stdlib_transport(ConsulConfig("http", consul.host, consul.port,
-                                                  Secret(token), True, None, ""))
+        config = ConsulConfig("http", consul.host, consul.port, Secret(token), True, None, "")
         self.manager = TemplateManager(
-            [TemplateSpec(str(source), str(self.dest))], transport=transport, environ={},
+            [TemplateSpec(str(source), str(self.dest))],
+            connect=lambda: AgentHTTP(config), environ={},
             log=Logger(fd=self.log_file.fileno()), runner=run_command,
             on_rendered=lambda changed, failures: self.reloads.append(changed),
             floor=0.05, block_wait=30.0, watch_factory=self._watch)
@@ -53,15 +58,19 @@ class Rendering:
         return watch
 
     def register(self, n: int, passing: bool = True) -> None:
-        status, text = self.consul.put("/v1/agent/service/register", {
-            "Name": self.name, "ID": f"{self.name}-{n}", "Port": 8000 + n,
-            "Address": f"10.0.0.{n}",
-            "Check": {"TTL": "60s", "Status": "passing" if passing else "critical"}})
-        assert status == 200, text
+        register_instance(self.consul, self.name, n, passing)
 
     def deregister(self, n: int) -> None:
-        status, text = self.consul.put(f"/v1/agent/service/deregister/{self.name}-{n}")
-        assert status == 200, text
+        deregister_instance(self.consul, self.name, n)
+
+    def put_key(self, key: str, value: str) -> None:
+        status, _, raw = self.consul.request("PUT", "/v1/kv/" + self.prefix + key,
+                                             value.encode())
+        assert status == 200, raw
+
+    def delete_key(self, key: str) -> None:
+        status, _, raw = self.consul.request("DELETE", "/v1/kv/" + self.prefix + key)
+        assert status == 200, raw
 
     def text(self) -> str:
         return self.dest.read_text() if self.dest.exists() else ""
@@ -72,6 +81,7 @@ class Rendering:
     def close(self) -> None:
         self.manager.stop()
         self.log_file.close()
+        self.consul.request("DELETE", "/v1/kv/" + self.prefix + "?recurse")
 
 
 @pytest.fixture
@@ -93,6 +103,8 @@ def test_a_template_renders_the_passing_instances_and_follows_every_change(rende
     rendering.deregister(1)
     wait_until(lambda: "10.0.0.1:" not in rendering.text(), message="the instance gone")
     assert rendering.text() == "server 10.0.0.2:8002;\nserver 10.0.0.4:8004;\n"
+    # The file is in place a moment before the pass reports it.
+    wait_until(lambda: len(rendering.reloads) == 2, message="the second reload decision")
     assert [len(changed) for changed in rendering.reloads] == [1, 1]
 
 
@@ -138,6 +150,93 @@ def test_consul_down_at_start_is_waited_out_with_backoff_and_logged_once(renderi
     assert rendering.manager.first_render_done.wait(10)
     assert rendering.text() == "server 10.0.0.1:8001;\n"
     assert rendering.log().count("consul unavailable") == 1
+
+
+@pytest.fixture
+def render(consul, tmp_path):
+    """render(text): a manager on `text` (NAME becomes the test's own name), started."""
+    made: list[Rendering] = []
+
+    def make(text: str) -> Rendering:
+        r = Rendering(consul, tmp_path, consul.token or "", text)
+        made.append(r)
+        return r
+
+    yield make
+    for r in made:
+        r.close()
+
+
+def test_key_waits_for_the_key_and_its_blocking_query_returns_on_each_write(render):
+    r = render("max={{ key('NAME/max') }}")
+    r.manager.start()
+    wait_until(lambda: r.watches and r.watches[0].answered, message="Consul's 404")
+    assert not r.manager.first_render_done.is_set() and not r.dest.exists()
+    r.put_key("max", "15")
+    assert r.manager.first_render_done.wait(10)
+    assert r.text() == "max=15"
+    wait_until(lambda: r.watches[0].index > 0, message="a blocking call under way")
+    r.put_key("max", "20")
+    wait_until(lambda: r.text() == "max=20", message="the new value")
+    wait_until(lambda: len(r.reloads) == 1, message="the reload decision")
+    assert len(r.watches) == 1
+
+
+def test_a_deleted_key_brings_back_the_default_through_the_tombstones_index(render):
+    r = render("{{ key_or_default('NAME/mode', 'round-robin') }}")
+    r.put_key("mode", "least-conn")
+    r.manager.start()
+    assert r.manager.first_render_done.wait(10)
+    assert r.text() == "least-conn"
+    wait_until(lambda: r.watches[0].index > 0, message="a blocking call under way")
+    r.delete_key("mode")
+    wait_until(lambda: r.text() == "round-robin", message="the default after the delete")
+
+
+def test_tree_and_ls_follow_writes_and_deletes_below_their_prefix(render):
+    r = render("{% for p in tree('NAME/app') %}{{ p.key }}={{ p.value }} {% endfor %}|"
+               "{% for p in ls('NAME/app') %}{{ p.key }} {% endfor %}")
+    r.put_key("app/a", "1")
+    r.put_key("app/sub/b", "2")
+    r.manager.start()
+    assert r.manager.first_render_done.wait(10)
+    assert r.text() == "a=1 sub/b=2 |a "
+    wait_until(lambda: r.watches[0].index > 0, message="a blocking call under way")
+    r.put_key("app/c", "3")
+    wait_until(lambda: r.text() == "a=1 c=3 sub/b=2 |a c ", message="the new key")
+    r.delete_key("app/a")
+    wait_until(lambda: r.text() == "c=3 sub/b=2 |c ", message="the deleted key gone")
+    wait_until(lambda: len(r.reloads) == 2, message="one reload decision per change")
+
+
+def test_a_write_outside_the_prefix_rewrites_nothing_and_reloads_nothing(render):
+    r = render("{% for p in tree('NAME/app') %}{{ p.key }}={{ p.value }}{% endfor %}")
+    r.put_key("app/a", "1")
+    r.manager.start()
+    assert r.manager.first_render_done.wait(10)
+    watch = r.watches[0]
+    wait_until(lambda: watch.index > 0, message="a blocking call under way")
+    before = watch.index
+    r.put_key("other", "x")      # moves the KV table's index: the prefix's may move too
+    r.put_key("app2/a", "x")     # shares the prefix's first letters, not its slash
+    assert_stays_false(lambda: r.reloads, 0.5, "a write elsewhere reloaded")
+    assert r.text() == "a=1" and watch.index >= before
+
+
+def test_services_follows_a_new_service_in_the_catalog(render):
+    r = render("{% for s in services() %}{% if s.name.startswith('NAME') %}"
+               "{{ s.name[-2:] }}:{{ s.tags|join(',') }} {% endif %}{% endfor %}")
+    r.name, base = r.name + "-a", r.name
+    r.register(1)
+    r.manager.start()
+    assert r.manager.first_render_done.wait(10)
+    assert r.text() == "-a: "
+    wait_until(lambda: r.watches[0].index > 0, message="a blocking call under way")
+    status, text = r.consul.put("/v1/agent/service/register", {
+        "Name": base + "-b", "ID": base + "-b-1", "Tags": ["v2", "edge"],
+        "Check": {"TTL": "60s", "Status": "passing"}})
+    assert status == 200, text
+    wait_until(lambda: r.text() == "-a: -b:edge,v2 ", message="the new service")
 
 
 @pytest.fixture

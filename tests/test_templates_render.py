@@ -1,6 +1,8 @@
 """The template functions (issue 11 "What the user writes"), rendered by
-the manager against an in-process fake Consul: KV and /v1/catalog/services
-are not in the Consul double yet (they are being added on another branch)."""
+the manager against an in-process fake Consul with the test's clock: what
+each function gives and how it sorts. How their watches follow Consul (a
+write, a tombstone, a new catalog entry, blocking) is tested against the
+double in test_templates_consul.py."""
 from __future__ import annotations
 
 import pytest

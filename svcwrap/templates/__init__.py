@@ -10,7 +10,6 @@ half of the seed's system, inside the init.
     writer.py       atomic writes, permissions, backup, validate and roll back
     actions.py      exec:CMD, run with bounded output
     manager.py      ties it together for the supervisor side
-    transport.py    TEMPORARY stdlib HTTP adapter until svcwrap/consul_http.py lands
 
 Nothing here is imported unless a template is configured: Jinja2 and the
 threads cost start-up time a plain init must not pay.

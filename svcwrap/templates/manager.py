@@ -5,6 +5,7 @@
                                  render -> write -> validate  on_rendered(changed, failures)
                                  first_render_done (event)    waits on it before spawning
     svcwrap reload ------------> reload_now()                 waiting(), failures() for status
+                                 on_pass() after each pass    (wakes the main thread)
 
 The manager never signals or restarts the child itself: on_rendered tells
 the supervisor side which templates changed (their reload actions are its
@@ -62,16 +63,19 @@ class _Request:
 
 
 class TemplateManager:
-    def __init__(self, specs: list[TemplateSpec], *, transport, environ: Mapping[str, str],
+    def __init__(self, specs: list[TemplateSpec], *, connect: Callable[[], object],
+                 environ: Mapping[str, str],
                  log: Logger, runner: Runner, on_rendered: OnRendered,
                  wait: tuple[float, float] = (0.0, 0.0), floor: float = 0.25,
                  block_wait: float = BLOCK_WAIT, clock: Callable[[], float] = time.monotonic,
-                 watch_factory: Callable[..., Watch] | None = None) -> None:
+                 watch_factory: Callable[..., Watch] | None = None,
+                 on_pass: Callable[[], None] = lambda: None) -> None:
         self.templates = [_Template(spec) for spec in specs]
-        self.transport = transport
+        self.connect = connect  # a new Consul client (consul_http.AgentHTTP) per watch
         self.log = log
         self.runner = runner
         self.on_rendered = on_rendered
+        self.on_pass = on_pass  # after every pass (the supervisor waits for the first)
         self.floor = floor
         self.block_wait = block_wait
         self.clock = clock
@@ -169,7 +173,7 @@ class TemplateManager:
 
     def make_watch(self, query: Query) -> Watch:
         """A watch reporting to this manager, not yet started."""
-        return Watch(query, self.transport, self.answered, self.failed, floor=self.floor,
+        return Watch(query, self.connect(), self.answered, self.failed, floor=self.floor,
                      wait=self.block_wait, clock=self.clock, on_recovered=self.recovered)
 
     def _start_watch(self, query: Query) -> Watch:
@@ -243,6 +247,7 @@ class TemplateManager:
             for request in requests:  # never leave `svcwrap reload` hanging
                 request.changed = changed
                 request.done.set()
+            self.on_pass()
         return True
 
     def _pass(self, dirty: set[Query], answers: dict[Query, object], everything: bool,

@@ -15,9 +15,12 @@ up to `wait`). The rules it keeps:
 * every call bounded: the answer's size, and an overall deadline of
   wait + wait/16 (Consul's jitter) + a margin.
 
-The transport is injected: request(method, path, *, params, body, deadline,
-max_body) -> object with .status, .headers, .body, raising on failure.
-(svcwrap/consul_http.py will supply it, with the ACL token on every call.)
+The client is injected: svcwrap/consul_http.py's AgentHTTP (one per watch:
+it is not thread-safe, and a blocking query holds its connection), which
+puts the ACL token on every call, in the X-Consul-Token header. Its
+request(method, path, *, params, body, deadline, max_body) returns an
+object with .status, .headers, .body and raises ConsulUnavailable; close()
+ends the connection when the watch stops.
 """
 from __future__ import annotations
 
@@ -64,13 +67,13 @@ class Watch:
     on_error(query, text) for each failed call (the caller logs once), and
     on_recovered(query) for the first good call after failed ones."""
 
-    def __init__(self, query: Query, transport, on_answer: Callable[[Query, object], None],
+    def __init__(self, query: Query, client, on_answer: Callable[[Query, object], None],
                  on_error: Callable[[Query, str], None], *, floor: float,
                  wait: float = BLOCK_WAIT, clock: Callable[[], float] = time.monotonic,
                  rng: Callable[[], float] = random.random,
                  on_recovered: Callable[[Query], None] = lambda query: None) -> None:
         self.query = query
-        self.transport = transport
+        self.client = client
         self.on_answer = on_answer
         self.on_error = on_error
         self.on_recovered = on_recovered
@@ -96,8 +99,11 @@ class Watch:
 
     def _run(self) -> None:
         delay = 0.0
-        while not self.stopping.wait(delay):
-            delay = self.step()
+        try:
+            while not self.stopping.wait(delay):
+                delay = self.step()
+        finally:
+            self.client.close()
 
     def step(self) -> float:
         """One call; returns how long to wait before the next."""
@@ -109,7 +115,7 @@ class Watch:
             params["wait"] = f"{int(self.wait * 1000)}ms"
         deadline = (self.wait + self.wait / 16 if blocking else 0.0) + CALL_MARGIN
         try:
-            response = self.transport("GET", self.query.path, params=params, body=None,
+            response = self.client.request("GET", self.query.path, params=params, body=None,
                                       deadline=deadline, max_body=MAX_ANSWER)
             data = self.query.decode(response.status, response.body)
             reported = int(header(response.headers, "X-Consul-Index") or 0)
