@@ -25,12 +25,13 @@ from typing import Callable, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import dist  # noqa: E402
 import measure  # noqa: E402
 from measure import Double, Result  # noqa: E402
 from util import (BENCH_DIR, DOUBLE_NOTES, UNSHARE, Unavailable, build_helper, check_unshare,  # noqa: E402
                   spawn, start_double, stop)
 
-GROUPS = ["startup", "signals", "orphans", "idle", "heartbeats", "lifecycle", "scale"]
+GROUPS = ["startup", "signals", "orphans", "idle", "heartbeats", "lifecycle", "scale", "dist"]
 CONSUL_GROUPS = {"heartbeats", "lifecycle", "scale"}  # idle runs without the double too
 
 
@@ -113,7 +114,7 @@ def run_all(args: argparse.Namespace) -> tuple[list[Result], list[tuple[int, flo
     log = open(args.out / "svcwrap.log", "wb")
     double: Optional[Double] = None
     consul_na = ""
-    if CONSUL_GROUPS & set(groups) or "idle" in groups:
+    if CONSUL_GROUPS & set(groups) or {"idle", "dist"} & set(groups):
         try:
             double = Double(start_double())
             preflight_registration(helper, double, log)
@@ -154,6 +155,10 @@ def run_all(args: argparse.Namespace) -> tuple[list[Result], list[tuple[int, flo
     if "scale" in groups:
         results += consul("scale", "services on one agent [double]",
                           lambda: measure.scale(helper, args.scale, args.scale_seconds, double, log))  # type: ignore[arg-type]
+    if "dist" in groups:  # the self-contained /opt/svcwrap beside a venv install (bench/dist.py)
+        results += guarded("dist", "svcwrap tree vs venv",
+                           lambda: dist.dist(helper, args.runs, None if consul_na else double, log,
+                                             layer=not args.quick))
     if double is not None:
         double.handle.stop()  # type: ignore[attr-defined]
     log.close()

@@ -1,11 +1,10 @@
-"""Helpers for the Docker tests (tests/test_docker.py): the docker CLI, the
-redis-with-wrapper:local image, containers, raw redis PING and a pty driver.
+"""Helpers for the Docker tests (tests/test_docker.py, tests/test_dist.py): the docker CLI,
+the redis-with-wrapper:local and svcwrap-dist:local images, containers, raw redis PING and a pty driver.
 
 Everything talks to 127.0.0.1 only: containers run with --network host.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -24,6 +23,12 @@ from tests.consul_fixture import wait_until
 REPO = Path(__file__).resolve().parent.parent
 IMAGE = os.environ.get("SVCWRAP_TEST_IMAGE", "redis-with-wrapper:local")
 BUILD_SCRIPT = REPO / "docker" / "redis-with-wrapper" / "build-local.sh"
+#: the self-contained /opt/svcwrap (docker/svcwrap-dist), as an image and a tarball
+DIST_IMAGE = os.environ.get("SVCWRAP_TEST_DIST_IMAGE", "svcwrap-dist:local")
+DIST_BUILD_SCRIPT = REPO / "docker" / "svcwrap-dist" / "build-local.sh"
+DIST_TARBALL = REPO / "docker" / "svcwrap-dist" / "out" / "svcwrap-dist.tar.gz"
+#: the tree's interpreter: the only Python in images built on the tree
+TREE_PYTHON = "/opt/svcwrap/bin/python3.11"
 #: label that build-local.sh puts on the image: a hash of the svcwrap sources it was built from
 SOURCE_LABEL = "org.svcwrap.source-hash"
 #: label on every container the tests start, to find leftovers: docker ps -a -f label=...
@@ -61,13 +66,14 @@ def engine_problem() -> Optional[str]:
     return None
 
 
-def source_hash() -> str:
-    """The same hash build-local.sh computes: sha256 over `sha256sum` lines of
-    pyproject.toml, bin/svcwrap and svcwrap/**/*.py, sorted by path."""
-    files = [REPO / "pyproject.toml", REPO / "bin" / "svcwrap", *(REPO / "svcwrap").rglob("*.py")]
-    rel = sorted(str(p.relative_to(REPO)) for p in files if p.is_file())
-    lines = "".join(f"{hashlib.sha256((REPO / r).read_bytes()).hexdigest()}  {r}\n" for r in rel)
-    return hashlib.sha256(lines.encode()).hexdigest()
+def input_hash(which: str = "REDIS_INPUTS") -> str:
+    """The hash the build scripts label their image with: docker/inputs.sh's
+    svcwrap_input_hash over the svcwrap sources and the files in array `which`
+    (REDIS_INPUTS or DIST_INPUTS). Computed by that same shell function, so the list
+    of inputs lives in one place."""
+    proc = subprocess.run(["bash", "-c", f'source docker/inputs.sh && svcwrap_input_hash "${{{which}[@]}}"'],
+                          cwd=REPO, capture_output=True, text=True, check=True, timeout=30)
+    return proc.stdout.strip()
 
 
 def image_label(image: str, label: str) -> Optional[str]:
@@ -79,26 +85,49 @@ def image_label(image: str, label: str) -> Optional[str]:
     return labels.get(label)
 
 
-def _python_for_wheels() -> Dict[str, str]:
-    """The tests' own interpreter builds the wheelhouse when it matches the image's 3.11."""
-    return {"PYTHON": sys.executable} if sys.version_info[:2] == (3, 11) else {}
+def _run_build(script: Path, env: Dict[str, str]) -> None:
+    proc = subprocess.run(["bash", str(script)], stdin=subprocess.DEVNULL,
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise DockerError(f"{script} exited {proc.returncode}:\n{proc.stdout[-3000:]}"
+                          f"\n{proc.stderr[-3000:]}")
 
 
-def ensure_image(image: str = IMAGE) -> str:
-    """Build the image with build-local.sh when it is missing or was built from other
-    svcwrap sources (or SVCWRAP_TEST_REBUILD=1). Returns a line saying what happened."""
-    wanted = source_hash()
+def ensure_image(image: str = IMAGE, script: Path = BUILD_SCRIPT, inputs: str = "REDIS_INPUTS",
+                 tag_variable: str = "IMAGE_TAG") -> str:
+    """Build the image with its build-local.sh when it is missing or was built from other
+    inputs (or SVCWRAP_TEST_REBUILD=1). Returns a line saying what happened."""
     have = image_label(image, SOURCE_LABEL)
-    if have == wanted and os.environ.get("SVCWRAP_TEST_REBUILD") != "1":
-        return f"{image} is up to date with the svcwrap sources"
+    if have == input_hash(inputs) and os.environ.get("SVCWRAP_TEST_REBUILD") != "1":
+        return f"{image} is up to date with its inputs"
     started = time.monotonic()
-    proc = subprocess.run(["bash", str(BUILD_SCRIPT)], stdin=subprocess.DEVNULL,
-                          env={**os.environ, "IMAGE_TAG": image, **_python_for_wheels()},
+    _run_build(script, {tag_variable: image})
+    return f"built {image} in {time.monotonic() - started:.1f}s ({'missing' if have is None else 'stale'})"
+
+
+def ensure_dist() -> str:
+    """svcwrap-dist:local (and its tarball), rebuilt when svcwrap or the build changed."""
+    return ensure_image(DIST_IMAGE, DIST_BUILD_SCRIPT, "DIST_INPUTS", "DIST_TAG")
+
+
+def ensure_base(suite: str, tag: str, packages: str = "") -> None:
+    """A debootstrap base image (docker/base-image.sh: rebuilt only when its inputs change)."""
+    script = REPO / "docker" / "base-image.sh"
+    proc = subprocess.run(["bash", str(script), suite, tag, packages], stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
-        raise DockerError(f"{BUILD_SCRIPT} exited {proc.returncode}:\n{proc.stdout[-3000:]}"
+        raise DockerError(f"{script} {suite} {tag} exited {proc.returncode}:\n{proc.stdout[-3000:]}"
                           f"\n{proc.stderr[-3000:]}")
-    return f"built {image} in {time.monotonic() - started:.1f}s ({'missing' if have is None else 'stale'})"
+
+
+def build_image(tag: str, dockerfile: str, context: Path) -> None:
+    """docker build (the legacy builder: no buildx, no network) of `dockerfile` in `context`."""
+    (context / "Dockerfile").write_text(dockerfile)
+    proc = subprocess.run(["docker", "build", "-q", "-t", tag, str(context)], stdin=subprocess.DEVNULL,
+                          env={**os.environ, "DOCKER_BUILDKIT": "0"}, capture_output=True, text=True,
+                          timeout=300)
+    if proc.returncode != 0:
+        raise DockerError(f"docker build -t {tag} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
 
 
 def redis_ping(host: str, port: int, timeout: float = 2.0) -> Optional[str]:
@@ -168,6 +197,14 @@ class Container:
     def host_pid(self) -> int:
         return int(self.inspect("{{.State.Pid}}"))
 
+    def exec(self, *command: str) -> str:
+        """`docker exec` in the running container; its stdout."""
+        return docker("exec", self.id, *command).stdout
+
+    def output(self) -> str:
+        """What the container wrote to stdout (svcwrap logs to stderr)."""
+        return docker("logs", self.id).stdout
+
     def logs(self) -> str:
         proc = docker("logs", self.id, check=False)
         return proc.stdout + proc.stderr
@@ -208,3 +245,30 @@ class Container:
         return f"container {self.name} state={state}\n--- logs ---\n{self.logs()[-4000:]}"
 
 
+
+
+# A child for the stop-order tests: listens on SVCWRAP_PORT and, on SIGTERM, asks Consul
+# whether service argv[1] instance SVCWRAP_ID is still listed as passing, prints the answer
+# and exits 0. Run with the tree's own interpreter (TREE_PYTHON -I -c TERM_REPORTER NAME):
+# the images have no other Python.
+TERM_REPORTER = r"""
+import http.client, json, os, signal, socket, sys
+name, sid, port = sys.argv[1], os.environ["SVCWRAP_ID"], int(os.environ["SVCWRAP_PORT"])
+headers = {"X-Consul-Token": os.environ["CONSUL_HTTP_TOKEN"]} if os.environ.get("CONSUL_HTTP_TOKEN") else {}
+agent = http.client.HTTPConnection(os.environ["CONSUL_HTTP_ADDR"], timeout=10)
+def listed():
+    agent.request("GET", "/v1/health/service/%s?passing" % name, headers=headers)
+    return sid in [e["Service"]["ID"] for e in json.load(agent.getresponse())]
+listed()  # connect now: the answer at SIGTERM must not wait for a new connection
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", port))
+server.listen(16)
+def on_term(signo, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    print("at SIGTERM listed=%s" % listed(), flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, on_term)
+while True:
+    server.accept()[0].close()
+"""

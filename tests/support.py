@@ -16,7 +16,11 @@ from tests.consul_fixture import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 PROGRAMS = Path(__file__).resolve().parent / "programs"
-SVCWRAP = [sys.executable, "-m", "svcwrap"]
+# The svcwrap under test: this checkout run by the tests' Python, or the executable that
+# SVCWRAP_TEST_EXECUTABLE names (e.g. /opt/svcwrap/bin/svcwrap, the self-contained tree of
+# issue 12, extracted from docker/svcwrap-dist/out/svcwrap-dist.tar.gz).
+SVCWRAP = ([os.environ["SVCWRAP_TEST_EXECUTABLE"]] if os.environ.get("SVCWRAP_TEST_EXECUTABLE")
+           else [sys.executable, "-m", "svcwrap"])
 PID1 = ["unshare", "--pid", "--fork", "--mount-proc"]
 
 

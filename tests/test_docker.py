@@ -19,7 +19,8 @@ import pytest
 
 from tests.consul_fixture import ConsulUnderTest, wait_until  # `consul` comes from conftest.py
 from tests.docker_support import (
-    IMAGE, Container, DockerError, engine_problem, ensure_image, redis_ping, unique,
+    IMAGE, TERM_REPORTER, TREE_PYTHON, Container, DockerError, engine_problem, ensure_image,
+    redis_ping, unique,
 )
 from tests.support import free_port
 from tests.terminal import PtySession
@@ -202,35 +203,11 @@ def test_docker_stop_leaves_consul_before_the_container_exits(
         assert dereg[0].time + wall < redis.container.finished_at(), "deregistered after the exit"
 
 
-# The child of the next test: listens on SVCWRAP_PORT and, on SIGTERM, asks Consul
-# whether it is still listed as passing, prints the answer and exits 0.
-TERM_REPORTER = r"""
-import http.client, json, os, signal, socket, sys
-sid, port = os.environ["SVCWRAP_ID"], int(os.environ["SVCWRAP_PORT"])
-headers = {"X-Consul-Token": os.environ["CONSUL_HTTP_TOKEN"]} if os.environ.get("CONSUL_HTTP_TOKEN") else {}
-agent = http.client.HTTPConnection(os.environ["CONSUL_HTTP_ADDR"], timeout=10)
-def listed():
-    agent.request("GET", "/v1/health/service/redis?passing", headers=headers)
-    return sid in [e["Service"]["ID"] for e in json.load(agent.getresponse())]
-listed()  # connect now: the answer at SIGTERM must not wait for a new connection
-server = socket.socket()
-server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-server.bind(("127.0.0.1", port))
-server.listen(16)
-def on_term(signo, frame):
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    print("at SIGTERM listed=%s" % listed(), flush=True)
-    sys.exit(0)
-signal.signal(signal.SIGTERM, on_term)
-while True:
-    server.accept()[0].close()
-"""
-
-
 def test_docker_stop_signals_the_child_only_after_it_left_consul(
         run_redis: RunRedis, consul: ConsulUnderTest) -> None:
     # No drain: the child itself looks at Consul the moment SIGTERM arrives.
-    redis = run_redis(cmd=["python3", "-c", TERM_REPORTER])
+    # The image has no Python of its own: the child runs on the tree's interpreter.
+    redis = run_redis(cmd=[TREE_PYTHON, "-I", "-c", TERM_REPORTER, "redis"])
     wait_passing(consul, redis)
     redis.container.stop(10)
     assert redis.container.exit_code() == 0, redis.container.describe()
