@@ -1,0 +1,438 @@
+"""The seed's whole system under load (issue 13): redis, two or more apps and an nginx lb,
+each with svcwrap as PID 1, finding each other only through Consul — the apps' redis
+address and the lb's upstreams are files svcwrap renders from Consul (issue 11).
+
+One system per module (examples/discovery/: redis-with-wrapper, discovery-app,
+discovery-lb; --network host; the Consul double, or SVCWRAP_TEST_CONSUL_ADDR), a steady
+POST load of 200 requests/s through the lb (examples/discovery/loadgen.py), and one test
+per scenario of the issue; each leaves the system as it found it (lb, redis, two apps).
+The figures go into a table printed at the end (and written to
+$SVCWRAP_TEST_DISCOVERY_REPORT). Run alone with `pytest -m docker tests/test_discovery.py`;
+SVCWRAP_TEST_CHURN_CYCLES changes scenario 7's 30 cycles.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+import urllib.parse
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Iterator, List, Optional, Tuple
+
+import pytest
+
+from examples.discovery.loadgen import LoadGenerator, Result, summary
+from tests.consul_double import start as start_double
+from tests.consul_fixture import (
+    FAST_DCSA_MIN, FAST_REAP_INTERVAL, REAL_AGENT_ENV, REAL_TOKEN_ENV, ConsulUnderTest, wait_until,
+)
+from tests.discovery_support import (
+    APP_DRAIN, LB_WAIT, PREFIX, SERVER_OPTIONS_KEY, START_TIMEOUT, TTL, Instance, Report, System,
+    describe_failures, ensure_images, load, redis_count, under_load,
+)
+from tests.docker_support import DockerError, docker, engine_problem
+
+pytestmark = pytest.mark.docker
+
+RELOADED = r"\(SIGHUP\) received.*reconfiguring"   # nginx's line when svcwrap reloads it
+SIGNALLED = r"^app: SIGTERM received"              # the app's line at its stop signal
+AFTER_STOP = 200       # requests answered after a stop or kill before a load is ended
+
+
+class Cluster:
+    """The running system: the lb, the current redis and the two lasting apps."""
+
+    def __init__(self, system: System, lb: Instance, redis: Instance, apps: List[Instance],
+                 report: Report) -> None:
+        self.system = system
+        self.lb = lb
+        self.redis = redis
+        self.apps = apps
+        self.report = report
+
+    @property
+    def app_ids(self) -> set:
+        return {a.sid for a in self.apps}
+
+
+# ---------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def images() -> None:
+    problem = engine_problem()
+    if problem:
+        pytest.skip(problem)
+    try:
+        ensure_images()
+    except DockerError as err:
+        pytest.fail(f"cannot build the discovery images: {err}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def agent() -> Iterator[ConsulUnderTest]:
+    """The `consul` fixture's agent, for a whole module: the double with fast reaping, or
+    $SVCWRAP_TEST_CONSUL_ADDR (what appeared there is deregistered at the end)."""
+    real = os.environ.get(REAL_AGENT_ENV)
+    if real:
+        cut = ConsulUnderTest(real, None, 60.0, 30.0, token=os.environ.get(REAL_TOKEN_ENV) or None)
+        before = set(cut.services())
+        try:
+            yield cut
+        finally:
+            for sid in set(cut.services()) - before:
+                cut.put("/v1/agent/service/deregister/" + urllib.parse.quote(sid, safe=""))
+        return
+    double = start_double(dcsa_min=FAST_DCSA_MIN, reap_interval=FAST_REAP_INTERVAL)
+    try:
+        yield ConsulUnderTest(double.addr, double, FAST_DCSA_MIN, FAST_REAP_INTERVAL)
+    finally:
+        double.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(images: None, agent: ConsulUnderTest, tmp_path_factory: pytest.TempPathFactory,
+            request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    # leftovers of an interrupted run of this module (names are ours alone)
+    stale = docker("ps", "-aq", "--filter", f"name=^{PREFIX}", check=False).stdout.split()
+    if stale:
+        docker("rm", "-f", "-v", *stale, check=False)
+    system = System(agent, tmp_path_factory.mktemp("discovery"))
+    report = Report()
+    try:
+        redis = system.run_redis()
+        wait_started(system, "redis", redis)
+        apps = [system.run_app() for _ in range(2)]
+        for app in apps:
+            wait_started(system, "app", app)
+        lb = system.run_lb()
+        wait_started(system, "lb", lb)
+        system.wait_upstreams(lb, {a.sid for a in apps}, START_TIMEOUT)
+        yield Cluster(system, lb, redis, apps, report)
+    finally:
+        system.remove_all()
+        report.write()
+        terminal = request.config.pluginmanager.getplugin("terminalreporter")
+        if terminal is not None and report.rows:
+            terminal.write_line("")
+            terminal.write_line("discovery example under load (issue 13):")
+            for line in report.lines():
+                terminal.write_line(line)
+
+
+def wait_started(system: System, name: str, instance: Instance) -> float:
+    """Until passing in Consul; fails at once, with the container's log, if it exited (an
+    lb whose site.conf svcwrap never rendered: nginx cannot start without it)."""
+    def up() -> bool:
+        if instance.sid in system.passing(name):
+            return True
+        if not instance.container.running():
+            raise AssertionError(f"{instance.sid} exited before it was passing in Consul\n"
+                                 f"{instance.container.describe()}")
+        return False
+
+    try:
+        wait_until(up, START_TIMEOUT, 0.1, f"{instance.sid} to be passing in Consul as {name}")
+    except AssertionError as err:
+        raise AssertionError(f"{err}\n{instance.container.describe()}") from None
+    return time.monotonic()
+
+
+def served(generator: LoadGenerator, app: Instance, after: float = 0.0) -> Result:
+    return wait_until(lambda: generator.first_served_by(app.sid, after), START_TIMEOUT, 0.02,
+                      f"a request served by {app.sid} through the lb")
+
+
+def answered_more(generator: LoadGenerator, count: int = AFTER_STOP) -> None:
+    target = generator.answered() + count
+    wait_until(lambda: generator.answered() >= target, 30, 0.02, f"{count} more answers")
+
+
+def stop_in_background(instance: Instance) -> Future:
+    pool = ThreadPoolExecutor(1)
+    future = pool.submit(instance.container.stop, 10)
+    pool.shutdown(wait=False)
+    return future
+
+
+def while_stopping(stop: Future, poll) -> None:
+    """Call poll() until the docker stop is done (it raises if the stop failed)."""
+    while not stop.done():
+        poll()
+        time.sleep(0.01)
+    stop.result()
+
+
+def third_app(cluster: Cluster, generator: LoadGenerator, **env: str) -> Tuple[Instance, float, Result]:
+    """Start one more app under load; (it, when docker run was called, its first request)."""
+    t_run = time.monotonic()
+    app = cluster.system.run_app(**env)
+    wait_started(cluster.system, "app", app)
+    return app, t_run, served(generator, app)
+
+
+# ---------------------------------------------------------------- the scenarios
+def test_up_every_request_through_the_lb_is_answered_by_both_apps_and_counted_by_redis(
+        cluster: Cluster) -> None:
+    before = redis_count(cluster.redis.port)
+    results = load(cluster.lb, duration=3.0).wait(timeout=60)
+    s = summary(results)
+    assert s["sent"] >= 550 and s["failed"] == 0, describe_failures(results)
+    assert set(s["by_instance"]) == cluster.app_ids, s["by_instance"]
+    # every 200 is one INCR on the redis the apps found through Consul, and nothing else is
+    assert redis_count(cluster.redis.port) - before == s["sent"]
+    assert all(f"redis=127.0.0.1:{cluster.redis.port}" in r.body for r in results)
+    cluster.report.add("1. up: lb, redis, 2 apps", results)
+
+
+def test_scale_out_a_third_app_gets_traffic_within_readiness_plus_quiescence_plus_1s_and_no_request_fails(
+        cluster: Cluster) -> None:
+    with under_load(cluster.lb) as generator:
+        t_run = time.monotonic()
+        app = cluster.system.run_app()
+        t_ready = wait_started(cluster.system, "app", app)
+        first = served(generator, app)
+        answered_more(generator)
+    results = generator.wait()
+    readiness = t_ready - t_run
+    bound = readiness + LB_WAIT[1] + 1.0
+    assert first.done - t_run <= bound, \
+        f"first served {first.done - t_run:.2f}s after docker run; readiness took {readiness:.2f}s"
+    assert summary(results)["failed"] == 0, describe_failures(results)
+    cluster.report.add("2. scale out: a 3rd app", results, run_to_served=first.done - t_run,
+                       notes=f"readiness {readiness:.2f} s, bound {bound:.2f} s")
+    stop_extra(cluster, app)
+
+
+def stop_extra(cluster: Cluster, app: Instance) -> None:
+    """Back to the two lasting apps (not measured)."""
+    app.container.stop(10)
+    cluster.system.wait_upstreams(cluster.lb, cluster.app_ids, LB_WAIT[1] + 5)
+    app.container.remove()
+
+
+def scale_in(cluster: Cluster, lb: Instance, app: Instance, generator: LoadGenerator
+             ) -> Tuple[float, float, float]:
+    """docker stop `app` under load; (when it left ?passing, when lb's rendered upstreams
+    dropped it, when docker stop returned), each in seconds from docker stop."""
+    t_stop = time.monotonic()
+    marks = {}
+
+    def poll() -> None:
+        now = time.monotonic()
+        if "consul" not in marks and app.sid not in cluster.system.passing("app"):
+            marks["consul"] = now
+        if "upstreams" not in marks and app.sid not in lb.upstream_ids():
+            marks["upstreams"] = now
+
+    while_stopping(stop_in_background(app), poll)
+    stopped = time.monotonic()
+    poll()
+    answered_more(generator)
+    assert "consul" in marks, f"{app.sid} was still passing when docker stop returned"
+    return marks["consul"] - t_stop, marks.get("upstreams", stopped) - t_stop, stopped - t_stop
+
+
+def test_scale_in_docker_stop_takes_the_app_out_of_nginx_before_it_is_signalled_and_no_request_fails(
+        cluster: Cluster) -> None:
+    lb = cluster.lb
+    with under_load(lb) as generator:
+        app, _, _ = third_app(cluster, generator)
+        wall_stop = time.time()
+        left, out, stopped = scale_in(cluster, lb, app, generator)
+    results = generator.wait()
+    assert summary(results)["failed"] == 0, describe_failures(results)
+    assert app.container.exit_code() == 0, app.container.describe()
+    # the order the issue asks for: out of Consul, out of nginx (reloaded), then SIGTERM
+    assert out < stopped, f"lb's upstreams still listed {app.sid} when docker stop returned"
+    signalled = app.log_time(SIGNALLED)
+    reloaded = lb.log_time(RELOADED, after=wall_stop)
+    assert signalled is not None and reloaded is not None, (app.container.logs(), lb.container.logs())
+    assert reloaded < signalled, \
+        f"nginx reloaded {reloaded - signalled:+.3f}s after the app was signalled"
+    assert "0 after the stop signal" in app.container.logs(), app.container.logs()
+    assert left <= out <= left + LB_WAIT[1] + 1.0, (left, out)
+    assert app.sid not in cluster.system.consul.services()
+    cluster.report.add("3. scale in: docker stop an app", results, stop_to_out=out,
+                       notes=f"out of Consul {left:.2f} s; SIGTERM {APP_DRAIN:g} s drain later")
+    app.container.remove()
+
+
+def test_docker_kill_fails_requests_only_while_nginx_lists_the_app_which_leaves_within_ttl_plus_quiescence_plus_1s(
+        cluster: Cluster) -> None:
+    lb = cluster.lb
+    with under_load(lb) as generator:
+        app, _, _ = third_app(cluster, generator)
+        t_kill = time.monotonic()
+        app.container.kill("KILL")  # svcwrap too: nobody deregisters, the TTL must run out
+        wait_until(lambda: cluster.system.check(app.sid)[0] in ("critical", ""), TTL + 1.0, 0.05,
+                   f"{app.sid}'s check to turn critical within the TTL + 1 s")
+        t_out = cluster.system.wait_upstreams(lb, cluster.app_ids, TTL + LB_WAIT[1] + 1.0)
+        answered_more(generator)
+    results = generator.wait()
+    failed = [r for r in results if not r.ok]
+    # a failure is a request that nginx sent to the killed app and could not retry elsewhere:
+    # it was in flight at the kill, or sent while the upstreams still listed the app
+    late = [r for r in failed if not (r.done >= t_kill - 0.05 and r.sent <= t_out + 1.0)]
+    assert not late, describe_failures(late)
+    cluster.report.add("4. kill: docker kill an app", results, stop_to_out=t_out - t_kill,
+                       notes=f"{len(failed)} failed (goal 0); out of upstreams after TTL {TTL:g} s")
+    app.container.remove()
+
+
+def test_redis_moves_the_apps_follow_and_reload_and_requests_keep_succeeding(cluster: Cluster) -> None:
+    system, old = cluster.system, cluster.redis
+    new = system.run_redis()  # its ID sorts after the old one's: the apps keep the old one for now
+    wait_started(system, "redis", new)
+    moved = f"redis=127.0.0.1:{new.port}"
+    with under_load(cluster.lb) as generator:
+        stop = stop_in_background(old)
+        firsts = {}
+
+        def poll() -> None:
+            for app in cluster.apps:
+                if app.sid not in firsts:
+                    hits = [r for r in list(generator.results)
+                            if r.ok and r.instance == app.sid and moved in r.body]
+                    if hits:
+                        firsts[app.sid] = min(r.done for r in hits)
+
+        while_stopping(stop, poll)
+        wait_until(lambda: poll() or len(firsts) == len(cluster.apps), 10, 0.05,
+                   "every app to serve from the new redis")
+        answered_more(generator)
+    results = generator.wait()
+    cluster.redis = new
+    switched = max(firsts.values())
+    after = [r for r in results if r.sent > switched]
+    assert after and all(r.ok and moved in r.body for r in after), describe_failures(after)
+    failed = [r for r in results if not r.ok]
+    cluster.report.add("5. redis moves: a 2nd redis, stop the 1st", results,
+                       notes=f"{len(failed)} failed (0 after the apps' reload)")
+    assert not failed, describe_failures(failed)
+    old.container.remove()
+
+
+def test_a_change_nginx_rejects_is_rolled_back_lb_keeps_serving_and_its_check_warns_until_fixed(
+        cluster: Cluster) -> None:
+    system, lb = cluster.system, cluster.lb
+    good = lb.site()
+    assert "max_fails=1 fail_timeout=2s" in good, good
+
+    def warning() -> Optional[Tuple[str, str]]:
+        check = system.check(lb.sid)
+        return check if check[0] == "warning" else None
+
+    try:
+        with under_load(lb) as generator:
+            wall_put = time.time()
+            system.kv_put(SERVER_OPTIONS_KEY, "weight=banana")  # nginx: invalid parameter
+            status = wait_until(warning, LB_WAIT[1] + 5, 0.05, "lb's check to turn warning")
+            assert 'invalid parameter "weight=banana"' in status[1], status
+            answered_more(generator)
+            assert lb.site() == good, "the rejected file was not rolled back"
+            assert lb.log_time(RELOADED, after=wall_put) is None, "nginx was reloaded with a bad file"
+            assert lb.container.running()
+            system.kv_delete(SERVER_OPTIONS_KEY)
+            wait_until(lambda: system.check(lb.sid)[0] == "passing", LB_WAIT[1] + 5, 0.05,
+                       "lb's check to be passing again once the key is fixed")
+            answered_more(generator)
+    finally:
+        system.kv_delete(SERVER_OPTIONS_KEY)
+    results = generator.wait()
+    assert summary(results)["failed"] == 0, describe_failures(results)
+    assert lb.site() == good
+    cluster.report.add("6. a bad change: nginx -t fails", results,
+                       notes="rolled back, check warning, then passing")
+
+
+def test_thirty_cycles_of_scale_out_and_in_under_load_fail_no_request_and_leave_nothing_stale(
+        cluster: Cluster) -> None:
+    cycles = int(os.environ.get("SVCWRAP_TEST_CHURN_CYCLES", "30"))
+    system, lb = cluster.system, cluster.lb
+    run_to_served: List[float] = []
+    stop_to_out: List[float] = []
+    started: List[Instance] = []
+    problems: List[str] = []
+    lock = threading.Lock()
+
+    def retire(app: Instance) -> None:
+        """docker stop, timing the lb's upstreams dropping it; then check how it ended."""
+        t_stop, out = time.monotonic(), []
+
+        def poll() -> None:
+            if not out and app.sid not in lb.upstream_ids():
+                out.append(time.monotonic() - t_stop)
+
+        try:
+            while_stopping(stop_in_background(app), poll)
+            logs, code = app.container.logs(), app.container.exit_code()
+        except DockerError as err:
+            logs, code = str(err), -1
+        with lock:
+            stop_to_out.extend(out)
+            if code != 0 or "0 after the stop signal" not in logs:
+                problems.append(f"{app.sid} exited {code}:\n{logs[-1500:]}")
+        app.container.remove()
+
+    with under_load(lb, duration=600.0) as generator, ThreadPoolExecutor(4) as pool:
+        previous: Optional[Instance] = None
+        retiring: List[Future] = []
+        for _ in range(cycles):
+            t_run = time.monotonic()
+            app = system.run_app()
+            started.append(app)
+            wait_started(system, "app", app)
+            run_to_served.append(served(generator, app).done - t_run)
+            if previous is not None:
+                retiring.append(pool.submit(retire, previous))
+            previous = app
+        if previous is not None:
+            retiring.append(pool.submit(retire, previous))
+        for future in retiring:
+            future.result(timeout=60)
+        system.wait_upstreams(lb, cluster.app_ids, LB_WAIT[1] + 5)
+        settled = time.monotonic()
+        answered_more(generator)
+    results = generator.wait()
+    assert summary(results)["failed"] == 0, describe_failures(results)
+    assert not problems, "\n".join(problems)
+    churned = {a.sid for a in started}
+    assert churned.isdisjoint(system.consul.services()), "stale entries in Consul"
+    assert not [c for c in system.consul.checks().values() if c.get("ServiceID") in churned]
+    assert lb.upstream_ids() == cluster.app_ids, lb.site()
+    # nginx itself holds no stale upstream: once settled, only the lasting apps serve
+    late = {r.instance for r in results if r.sent > settled + 0.5}
+    assert late and late <= cluster.app_ids, late
+    cluster.report.add(f"7. churn: {cycles} cycles of scale out/in", results,
+                       run_to_served=statistics.median(run_to_served),
+                       stop_to_out=statistics.median(stop_to_out) if stop_to_out else None,
+                       notes=f"medians; max run → served {max(run_to_served):.2f} s")
+
+
+def test_a_naive_scale_in_without_drain_or_template_reload_is_measured_beside_svcwraps(
+        cluster: Cluster) -> None:
+    """The comparison the issue asks for: the app stopped at once (no drain) and nginx never
+    told (reload none), as with a plain init plus Registrator and an lb configured once."""
+    system = cluster.system
+    app = system.run_app(SVCWRAP_DRAIN="0s")
+    wait_started(system, "app", app)
+    naive = system.run_lb(SVCWRAP_RELOAD="none")  # renders the 3 apps once, at its start
+    wait_started(system, "lb", naive)
+    system.wait_upstreams(naive, cluster.app_ids | {app.sid}, 10)
+    with under_load(naive) as generator:
+        served(generator, app)
+        wall_stop = time.time()
+        _, out, _ = scale_in(cluster, naive, app, generator)
+    results = generator.wait()
+    assert naive.log_time(RELOADED, after=wall_stop) is None, "reload none still reloaded nginx"
+    s = summary(results)
+    assert s["by_instance"].keys() >= cluster.app_ids, s
+    logs = app.container.logs()
+    after_term = next((line.split("requests, ")[1] for line in logs.splitlines()
+                       if "after the stop signal" in line), "?")
+    cluster.report.add("3'. scale in, naive: no drain, no reload", results,
+                       notes=f"{s['failed']} failed; the app got {after_term}; "
+                             f"file re-rendered {out:.2f} s after stop, nginx never told")
+    naive.container.stop(10)
+    naive.container.remove()
+    app.container.remove()
