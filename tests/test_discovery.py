@@ -55,6 +55,16 @@ class Cluster:
     def app_ids(self) -> set:
         return {a.sid for a in self.apps}
 
+    def restore(self) -> None:
+        """Remove every other container a test started (one that failed half-way, too) and
+        wait until the lb's upstreams are the lasting apps again."""
+        keep = {self.lb.container.id, self.redis.container.id, *(a.container.id for a in self.apps)}
+        for container in self.system.containers:
+            if container.id not in keep:
+                container.remove()
+        if self.lb.container.running():
+            self.system.wait_upstreams(self.lb, self.app_ids, TTL + LB_WAIT[1] + 5)
+
 
 # ---------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
@@ -119,6 +129,13 @@ def cluster(images: None, agent: ConsulUnderTest, tmp_path_factory: pytest.TempP
                 terminal.write_line(line)
 
 
+@pytest.fixture(autouse=True)
+def restored(cluster: Cluster) -> Iterator[None]:
+    """Each scenario starts from lb, redis and the two lasting apps, whatever the one before did."""
+    yield
+    cluster.restore()
+
+
 def wait_started(system: System, name: str, instance: Instance) -> float:
     """Until passing in Consul; fails at once, with the container's log, if it exited (an
     lb whose site.conf svcwrap never rendered: nginx cannot start without it)."""
@@ -162,12 +179,12 @@ def while_stopping(stop: Future, poll) -> None:
     stop.result()
 
 
-def third_app(cluster: Cluster, generator: LoadGenerator, **env: str) -> Tuple[Instance, float, Result]:
-    """Start one more app under load; (it, when docker run was called, its first request)."""
-    t_run = time.monotonic()
-    app = cluster.system.run_app(**env)
+def third_app(cluster: Cluster, generator: LoadGenerator) -> Instance:
+    """One more app, started under load; returns once it has served a request."""
+    app = cluster.system.run_app()
     wait_started(cluster.system, "app", app)
-    return app, t_run, served(generator, app)
+    served(generator, app)
+    return app
 
 
 # ---------------------------------------------------------------- the scenarios
@@ -200,14 +217,6 @@ def test_scale_out_a_third_app_gets_traffic_within_readiness_plus_quiescence_plu
     assert summary(results)["failed"] == 0, describe_failures(results)
     cluster.report.add("2. scale out: a 3rd app", results, run_to_served=first.done - t_run,
                        notes=f"readiness {readiness:.2f} s, bound {bound:.2f} s")
-    stop_extra(cluster, app)
-
-
-def stop_extra(cluster: Cluster, app: Instance) -> None:
-    """Back to the two lasting apps (not measured)."""
-    app.container.stop(10)
-    cluster.system.wait_upstreams(cluster.lb, cluster.app_ids, LB_WAIT[1] + 5)
-    app.container.remove()
 
 
 def scale_in(cluster: Cluster, lb: Instance, app: Instance, generator: LoadGenerator
@@ -236,7 +245,7 @@ def test_scale_in_docker_stop_takes_the_app_out_of_nginx_before_it_is_signalled_
         cluster: Cluster) -> None:
     lb = cluster.lb
     with under_load(lb) as generator:
-        app, _, _ = third_app(cluster, generator)
+        app = third_app(cluster, generator)
         wall_stop = time.time()
         left, out, stopped = scale_in(cluster, lb, app, generator)
     results = generator.wait()
@@ -254,14 +263,13 @@ def test_scale_in_docker_stop_takes_the_app_out_of_nginx_before_it_is_signalled_
     assert app.sid not in cluster.system.consul.services()
     cluster.report.add("3. scale in: docker stop an app", results, stop_to_out=out,
                        notes=f"out of Consul {left:.2f} s; SIGTERM {APP_DRAIN:g} s drain later")
-    app.container.remove()
 
 
 def test_docker_kill_fails_requests_only_while_nginx_lists_the_app_which_leaves_within_ttl_plus_quiescence_plus_1s(
         cluster: Cluster) -> None:
     lb = cluster.lb
     with under_load(lb) as generator:
-        app, _, _ = third_app(cluster, generator)
+        app = third_app(cluster, generator)
         t_kill = time.monotonic()
         app.container.kill("KILL")  # svcwrap too: nobody deregisters, the TTL must run out
         wait_until(lambda: cluster.system.check(app.sid)[0] in ("critical", ""), TTL + 1.0, 0.05,
@@ -276,7 +284,6 @@ def test_docker_kill_fails_requests_only_while_nginx_lists_the_app_which_leaves_
     assert not late, describe_failures(late)
     cluster.report.add("4. kill: docker kill an app", results, stop_to_out=t_out - t_kill,
                        notes=f"{len(failed)} failed (goal 0); out of upstreams after TTL {TTL:g} s")
-    app.container.remove()
 
 
 def test_redis_moves_the_apps_follow_and_reload_and_requests_keep_succeeding(cluster: Cluster) -> None:
@@ -286,6 +293,7 @@ def test_redis_moves_the_apps_follow_and_reload_and_requests_keep_succeeding(clu
     moved = f"redis=127.0.0.1:{new.port}"
     with under_load(cluster.lb) as generator:
         stop = stop_in_background(old)
+        cluster.redis = new
         firsts = {}
 
         def poll() -> None:
@@ -301,7 +309,6 @@ def test_redis_moves_the_apps_follow_and_reload_and_requests_keep_succeeding(clu
                    "every app to serve from the new redis")
         answered_more(generator)
     results = generator.wait()
-    cluster.redis = new
     switched = max(firsts.values())
     after = [r for r in results if r.sent > switched]
     assert after and all(r.ok and moved in r.body for r in after), describe_failures(after)
@@ -309,7 +316,6 @@ def test_redis_moves_the_apps_follow_and_reload_and_requests_keep_succeeding(clu
     cluster.report.add("5. redis moves: a 2nd redis, stop the 1st", results,
                        notes=f"{len(failed)} failed (0 after the apps' reload)")
     assert not failed, describe_failures(failed)
-    old.container.remove()
 
 
 def test_a_change_nginx_rejects_is_rolled_back_lb_keeps_serving_and_its_check_warns_until_fixed(
@@ -433,6 +439,3 @@ def test_a_naive_scale_in_without_drain_or_template_reload_is_measured_beside_sv
     cluster.report.add("3'. scale in, naive: no drain, no reload", results,
                        notes=f"{s['failed']} failed; the app got {after_term}; "
                              f"file re-rendered {out:.2f} s after stop, nginx never told")
-    naive.container.stop(10)
-    naive.container.remove()
-    app.container.remove()
