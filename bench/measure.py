@@ -74,7 +74,7 @@ def startup(helper: Path, runs: int) -> list[Result]:
     clean_python, clean_svcwrap = clean_venv(helper.parent, PYTHON, Path(SVCWRAP))
     variants["svcwrap, clean venv"] = UNSHARE + [str(clean_svcwrap), "--no-register", "--", h, "stamp"]
     variants["bare python3, clean venv"] = UNSHARE + [str(clean_python), "-c", first_statement]
-    clean_env = python_env({"PYTHONPATH": str(REPO)})
+    clean_env = python_env()
     samples: dict[str, list[float]] = {name: [] for name in variants}
     exits: list[float] = []
     for run in range(runs + 1):  # interleaved, so slow drift hits every variant alike

@@ -38,15 +38,21 @@ def build_helper(out_dir: Path) -> Path:
 
 
 def clean_venv(out_dir: Path, python: str, console_script: Path) -> tuple[Path, Path]:
-    """A venv with nothing installed, plus a copy of svcwrap's console script pointing at it.
+    """A venv with only the repository on its path (a plain .pth line), plus a copy of
+    svcwrap's console script pointing at it, its shebang flags dropped as pip drops them.
 
-    With PYTHONPATH=<repo> this is svcwrap as a wheel install runs it (as in the Docker image):
-    the development venv's editable install adds a .pth import hook that every interpreter
-    start there pays for, svcwrap or not. Returns (python, svcwrap script)."""
+    This is svcwrap as a wheel install runs it (as in the Docker image): the development
+    venv's editable install adds a .pth import hook that every interpreter start there pays
+    for, svcwrap or not. Not PYTHONPATH: svcwrap ignores it (it re-executes itself with -E,
+    issue 9). Returns (python, svcwrap script)."""
     venv = out_dir / "venv-clean"
     clean_python = venv / "bin" / "python"
     if not clean_python.exists():
         subprocess.run([python, "-m", "venv", "--without-pip", str(venv)], check=True)
+    purelib = subprocess.run([str(clean_python), "-c",
+                              "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    (Path(purelib) / "svcwrap-repo.pth").write_text(f"{REPO}\n")
     script = venv / "bin" / "svcwrap"
     lines = console_script.read_text().splitlines(keepends=True)
     script.write_text(f"#!{clean_python}\n" + "".join(lines[1:]))

@@ -17,6 +17,7 @@ from svcwrap.config import (
     Config, ConsulConfig, HealthConfig, ProbeSpec, Secret, ServiceConfig,
     SupervisorConfig, default_service_id, format_duration, parse_duration,
 )
+from svcwrap.interpreter import exec_environ
 from svcwrap.logs import Logger
 from svcwrap.supervisor import Discovery, SpawnError, Supervisor
 
@@ -39,15 +40,25 @@ OPTIONS: list[tuple[str, str | None, bool, str]] = [
     ("--ttl", "DUR", False, "TTL of the Consul check [10s]"),
     ("--deregister-after", "DUR", False, "Consul's DeregisterCriticalServiceAfter [1m]"),
     ("--drain", "DUR", False, "time between leaving discovery and signalling the child [0s]"),
-    ("--stop-signal", "SIG", False, "signal that asks the child to stop [TERM]"),
+    ("--stop-on", "SIGS", False, "signals that are stop requests: leave Consul, drain, "
+                                 "then signal the child [TERM,INT]"),
+    ("--stop-signal", "SIG", False, "what the child gets on every stop request "
+                                    "[the signal that asked, after --rewrite]"),
     ("--stop-timeout", "DUR", False, "SIGKILL the child this long after the stop signal [9s]"),
+    ("--rewrite", "FROM:TO", True, "the child gets TO when svcwrap receives FROM; TO 0 drops "
+                                   "FROM (repeatable)"),
+    ("--success-exit", "CODE", True, "exit 0 when the child's status is CODE, e.g. 143 "
+                                     "(repeatable)"),
     ("--single-child", None, False, "signal the child alone, not its process group"),
+    ("--ignore-others", None, False, "when the child exits, exit without stopping other "
+                                     "processes (as PID 1 the kernel kills them)"),
     ("--no-register", None, False, "do not talk to Consul: run as a plain init"),
     ("--consul", "ADDR", False, "Consul agent: host:port, http://, https:// "
                                 "[CONSUL_HTTP_ADDR, else 127.0.0.1:8500]"),
     ("--token-file", "PATH", False, "file holding the ACL token [CONSUL_HTTP_TOKEN_FILE]"),
     ("--log-format", "FMT", False, "text or json [text]"),
-    ("--log-level", "LEVEL", False, "debug, info, warning or error [info]"),
+    ("--log-level", "LEVEL", False, "debug, info (operator events; a plain init says "
+                                    "nothing), warning or error [info]"),
     # -- templates (issue 11; see svcwrap/templates/) --
     ("--config", "FILE", False, "TOML file: options without their --, and [[template]] tables"),
     ("--template", "SRC:DEST", True, "render the Jinja2 template SRC from Consul into DEST "
@@ -218,6 +229,53 @@ def parse_signal(raw: str, where: str) -> int:
     return number
 
 
+def parse_signal_handling(src: _Source, command: list[str]) -> SupervisorConfig:
+    """--stop-on, --stop-signal, --rewrite, --success-exit, ... (see the README)."""
+    import _signal
+
+    def received(raw: str, where: str) -> int:
+        """A signal svcwrap can receive and pass on: not KILL/STOP (uncatchable)
+        nor CHLD (svcwrap's own, never forwarded)."""
+        signo = parse_signal(raw, where)
+        if signo in (_signal.SIGKILL, _signal.SIGSTOP, _signal.SIGCHLD):
+            raise UsageError(f"{where}: {raw} is never passed on to the child "
+                             "(KILL and STOP cannot be caught; CHLD is svcwrap's own)")
+        return signo
+
+    where = src.where("--stop-on")
+    raw_stop_on = src.value("--stop-on") or "TERM,INT"
+    stop_on = tuple(received(name.strip(), where) for name in raw_stop_on.split(",")
+                    if name.strip())
+    if not stop_on:
+        raise UsageError(f"{where}: name at least one signal")
+    raw_signal = src.value("--stop-signal")
+    stop_signal = parse_signal(raw_signal, src.where("--stop-signal")) if raw_signal else None
+    where = src.where("--rewrite")
+    rewrite: dict[int, int] = {}
+    for item in src.values("--rewrite"):
+        frm, colon, to = item.partition(":")
+        if not colon:
+            raise UsageError(f"{where}: {item!r} is not FROM:TO (e.g. TERM:QUIT, or WINCH:0 "
+                             "to drop)")
+        rewrite[received(frm, where)] = 0 if to == "0" else parse_signal(to, where)
+    where = src.where("--success-exit")
+    success_exits = set()
+    for raw in src.values("--success-exit"):
+        if not raw.isdigit() or int(raw) > 255:
+            raise UsageError(f"{where}: {raw!r} is not an exit status (0-255)")
+        success_exits.add(int(raw))
+    return SupervisorConfig(
+        command=command,
+        stop_signal=stop_signal,
+        stop_timeout=src.duration("--stop-timeout", 9.0),
+        single_child=src.switch("--single-child"),
+        stop_on=stop_on,
+        rewrite=rewrite,
+        success_exits=frozenset(success_exits),
+        ignore_others=src.switch("--ignore-others"),
+    )
+
+
 def parse_probe(raw: str, where: str, *, allow_notify: bool) -> ProbeSpec:
     if raw == "none":
         return ProbeSpec("none")
@@ -381,14 +439,7 @@ def parse(argv: list[str], environ: dict[str, str]) -> tuple[Config, list[str]]:
         raise UsageError(f"{src.where('--log-level')}: {log_level!r} is not debug, info, "
                          "warning or error")
 
-    raw_signal = src.value("--stop-signal")
-    stop_signal = parse_signal(raw_signal, src.where("--stop-signal")) if raw_signal else 15
-    supervisor = SupervisorConfig(
-        command=command,
-        stop_signal=stop_signal,
-        stop_timeout=src.duration("--stop-timeout", 9.0),
-        single_child=src.switch("--single-child"),
-    )
+    supervisor = parse_signal_handling(src, command)
 
     register = not src.switch("--no-register")
     name = src.value("--name")
@@ -470,7 +521,9 @@ def load_config_file(src: _Source) -> list:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
-        config, warnings = parse(args, dict(os.environ))
+        # Exactly what svcwrap was exec'd with: os.environ may have gained
+        # LC_CTYPE from the interpreter's locale coercion (PEP 538).
+        config, warnings = parse(args, exec_environ())
     except UsageError as err:
         sys.stderr.write(f"svcwrap: error: {err}\n")
         return 2

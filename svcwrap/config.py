@@ -118,14 +118,34 @@ class ProbeSpec:
 
 
 class SupervisorConfig:
-    __slots__ = ("command", "stop_signal", "stop_timeout", "single_child")
+    """How the child is run and stopped (see supervisor.py and the README).
 
-    def __init__(self, command: list[str], stop_signal: int, stop_timeout: float,
-                 single_child: bool) -> None:
+    stop_on: the signals that are stop requests, in order; svcwrap's own
+    stops (not ready in time) act as if the first had arrived.
+    stop_signal: what the child gets at the end of every stop request, or
+    None for the signal that asked (after rewrite).
+    rewrite: received signal -> what the child gets instead; 0 drops it.
+    success_exits: child statuses (N or 128+N) that make svcwrap exit 0.
+    ignore_others: when the main child exits, exit without stopping the
+    other processes (as PID 1 the kernel then SIGKILLs them).
+    """
+
+    __slots__ = ("command", "stop_signal", "stop_timeout", "single_child", "stop_on",
+                 "rewrite", "success_exits", "ignore_others")
+
+    def __init__(self, command: list[str], stop_signal: int | None, stop_timeout: float,
+                 single_child: bool, stop_on: tuple[int, ...] = (15, 2),
+                 rewrite: dict[int, int] | None = None,
+                 success_exits: frozenset[int] = frozenset(),
+                 ignore_others: bool = False) -> None:
         self.command = command
         self.stop_signal = stop_signal
         self.stop_timeout = stop_timeout
         self.single_child = single_child
+        self.stop_on = stop_on
+        self.rewrite = rewrite or {}
+        self.success_exits = success_exits
+        self.ignore_others = ignore_others
 
 
 class ServiceConfig:

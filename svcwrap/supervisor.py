@@ -33,7 +33,6 @@ from svcwrap.config import SupervisorConfig
 from svcwrap.logs import Logger
 
 CATCHABLE = frozenset(sig.valid_signals()) - {sig.SIGKILL, sig.SIGSTOP}
-STOP_REQUESTS = (sig.SIGTERM, sig.SIGINT)
 PR_SET_CHILD_SUBREAPER = 36
 STRAGGLER_GRACE_MAX = 5.0  # seconds other processes get after the main child exits
 
@@ -129,6 +128,7 @@ class Supervisor:
         self.straggler_deadline: float | None = None
         self.stragglers_killed = False
         self.forced_exit: int | None = None
+        self.stop_with = 0  # what the child gets when the stop sequence signals it
         self.requested_stop: tuple[int, str] | None = None
         # Told the pid and status of every other child reaped (exec probes).
         self.on_other_reaped: Callable[[int, int], None] | None = None
@@ -165,7 +165,7 @@ class Supervisor:
                 raise SpawnError(127, f"{argv[0]}: command not found") from None
             raise SpawnError(126, f"{argv[0]}: cannot execute: {err.strerror}") from None
         self.child_pid = pid
-        self.log.info("child started", pid=pid, command=" ".join(argv))
+        self.log.debug("child started", pid=pid, command=" ".join(argv))
         return pid
 
     def _fork_exec(self, argv: list[str], environ: dict[str, str]) -> int:
@@ -227,7 +227,8 @@ class Supervisor:
             pass  # the main thread is already on its way out
 
     def request_stop(self, exit_code: int, reason: str) -> None:
-        """Stop the child as if SIGTERM had arrived, then exit with exit_code."""
+        """Stop the child as if the first --stop-on signal (SIGTERM by
+        default) had arrived, then exit with exit_code."""
         self.requested_stop = (exit_code, reason)
         self.wake()
 
@@ -238,7 +239,7 @@ class Supervisor:
                 code, reason = self.requested_stop
                 self.requested_stop = None
                 self.forced_exit = code
-                self.begin_stop(discovery, reason)
+                self.begin_stop(discovery, reason, self.config.stop_on[0])
             self.advance(discovery)
             if self.finished(discovery):
                 break
@@ -250,30 +251,61 @@ class Supervisor:
             if info is not None:
                 self.on_signal(info.si_signo, discovery)
         assert self.child_status is not None
-        code = exit_code(self.child_status) if self.forced_exit is None else self.forced_exit
-        self.log.info("exit", code=code)
+        code = exit_code(self.child_status)
+        if code in self.config.success_exits:
+            code = 0  # tini's -e: e.g. a JVM's 143 on SIGTERM is a clean stop
+        if self.forced_exit is not None:
+            code = self.forced_exit  # svcwrap's own verdict is never remapped
+        self.log.debug("exit", code=code)
         return code
 
     def on_signal(self, signo: int, discovery: Discovery) -> None:
         if signo == sig.SIGCHLD:
             self.reap(discovery)
-        elif signo in STOP_REQUESTS and self.phase == "running":
-            self.begin_stop(discovery, signal_name(signo))
-        elif signo in STOP_REQUESTS and self.phase in ("leaving", "draining"):
+            return
+        # --rewrite maps what svcwrap receives to what the child gets; a
+        # signal rewritten to 0 is dropped on arrival, stop request or not
+        # (dumb-init's semantics: `--rewrite TERM:0` ignores SIGTERM).
+        sends = self.config.rewrite.get(signo, signo)
+        if sends == 0:
+            self.log.debug("dropped", signal=signal_name(signo))
+        elif signo in self.config.stop_on:
+            self.on_stop_request(signo, discovery)
+        elif self.child_status is None:
+            self.log.debug("forward", signal=signal_name(signo), sent=signal_name(sends))
+            self.send(sends)
+
+    def stop_signal_for(self, signo: int) -> int:
+        """What a stop request by signo ends with: --stop-signal as given, or
+        else signo rewritten (PostgreSQL's image stops with SIGINT, its fast
+        shutdown: turning it into SIGTERM would make it wait for every client).
+        Own stops fall back to signo itself if --rewrite drops it."""
+        return self.config.stop_signal or self.config.rewrite.get(signo, signo) or signo
+
+    def on_stop_request(self, signo: int, discovery: Discovery) -> None:
+        if self.phase == "running":
+            self.begin_stop(discovery, signal_name(signo), signo)
+        elif self.phase in ("leaving", "draining"):
             # A second stop request cuts the drain short, but still lets the
             # (bounded) deregistration finish: that is what keeps clients
-            # from being sent to a service that is going away.
-            self.log.info("stop hurried", signal=signal_name(signo))
+            # from being sent to a service that is going away. The latest
+            # request chooses the signal (TERM, then INT: a fast shutdown).
+            self.log.debug("stop hurried", signal=signal_name(signo))
+            self.stop_with = self.stop_signal_for(signo)
             self.drain_seconds = 0.0
             self.drain_deadline = min(self.drain_deadline, time.monotonic())
-        elif self.child_status is None:
-            self.log.debug("forward", signal=signal_name(signo))
-            self.send(signo)
+        elif self.phase == "stopping":
+            # The child has had its stop signal: each further request is
+            # passed on at once (an escalation such as INT after TERM).
+            self.log.debug("forward", signal=signal_name(signo),
+                           sent=signal_name(self.stop_signal_for(signo)))
+            self.send(self.stop_signal_for(signo))
 
-    def begin_stop(self, discovery: Discovery, reason: str) -> None:
+    def begin_stop(self, discovery: Discovery, reason: str, signo: int) -> None:
         if self.phase != "running":
             return
-        self.log.info("stopping", reason=reason)
+        self.log.debug("stopping", reason=reason)
+        self.stop_with = self.stop_signal_for(signo)
         self.phase = "leaving"
         self.drain_seconds = discovery.leave()
         self.leave_deadline = time.monotonic() + discovery.leave_timeout
@@ -289,11 +321,11 @@ class Supervisor:
                 self.phase = "draining"
                 self.drain_deadline = now + self.drain_seconds
                 if self.drain_seconds > 0:
-                    self.log.info("draining", seconds=f"{self.drain_seconds:g}")
+                    self.log.debug("draining", seconds=f"{self.drain_seconds:g}")
         if self.phase == "draining" and now >= self.drain_deadline:
             self.phase = "stopping"
-            self.log.info("signal child", signal=signal_name(self.config.stop_signal))
-            self.send(self.config.stop_signal)
+            self.log.debug("signal child", signal=signal_name(self.stop_with))
+            self.send(self.stop_with)
             if self.child_stopped:
                 self.send(sig.SIGCONT)  # a stopped child must run to act on it
             self.kill_deadline = now + self.config.stop_timeout
@@ -302,11 +334,15 @@ class Supervisor:
                              timeout=f"{self.config.stop_timeout:g}s")
             self.send(sig.SIGKILL)
             self.kill_deadline = None
-        if self.phase == "exited" and not self.no_children:
+        if self.phase == "exited" and not self.no_children and not self.config.ignore_others:
             self.stop_stragglers(now)
 
     def finished(self, discovery: Discovery) -> bool:
-        if self.phase != "exited" or not self.no_children:
+        # With --ignore-others, other processes are neither signalled nor
+        # waited for (tini, dumb-init -c). Not PID 1 they live on, re-parented
+        # to the next subreaper or init; as PID 1 the kernel SIGKILLs them
+        # when svcwrap exits: nothing but the namespace's end can stop that.
+        if self.phase != "exited" or not (self.no_children or self.config.ignore_others):
             return False
         return discovery.has_left() or time.monotonic() >= self.leave_deadline
 
@@ -374,7 +410,7 @@ class Supervisor:
                 self.child_stopped = False
                 continue
             self.child_status = status
-            self.log.info("child exited", pid=pid, code=exit_code(status),
+            self.log.debug("child exited", pid=pid, code=exit_code(status),
                           **({"signal": signal_name(os.WTERMSIG(status))}
                              if os.WIFSIGNALED(status) else {}))
             if self.phase == "running":
@@ -388,8 +424,13 @@ class Supervisor:
         As PID 1 nobody above us manages jobs, so nothing more is done. Below
         an interactive shell, stop ourselves too, so the shell regains the
         terminal; on `fg` (SIGCONT) hand the terminal back and resume the child.
+        This follows what the child did, not which signal svcwrap received:
+        with --rewrite TSTP:0 nothing stops (dumb-init suspends itself anyway),
+        with TSTP:STOP both do. No default rewrite to STOP is needed, unlike
+        dumb-init's: the child's group is in svcwrap's session, so it is not
+        orphaned and TSTP/TTIN/TTOU keep their default action, stopping it.
         """
-        self.log.info("child stopped", signal=signal_name(stopsig))
+        self.log.debug("child stopped", signal=signal_name(stopsig))
         if self.pid1 or self.tty_fd is None:
             return
         try:
@@ -407,7 +448,7 @@ class Supervisor:
         SIGKILLs them when PID 1 exits; dumb-init sends TERM and exits at once.)"""
         if self.straggler_deadline is None:
             grace = min(STRAGGLER_GRACE_MAX, self.config.stop_timeout)
-            self.log.info("stopping other processes", grace=f"{grace:g}s")
+            self.log.debug("stopping other processes", grace=f"{grace:g}s")
             self.signal_others(sig.SIGTERM)
             self.signal_others(sig.SIGCONT)
             self.straggler_deadline = now + grace

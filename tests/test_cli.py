@@ -27,6 +27,17 @@ BAD = [
     (["--no-register", "--stop-timeout", "1d", "--", "true"], {}, "--stop-timeout: unknown unit"),
     (["--no-register", "--stop-timeout", "-1s", "--", "true"], {}, "--stop-timeout: -1s must not be negative"),
     (["--no-register", "--stop-signal", "SIGNOPE", "--", "true"], {}, "--stop-signal: unknown signal"),
+    (["--no-register", "--stop-on", "TERM,NOPE", "--", "true"], {}, "--stop-on: unknown signal 'NOPE'"),
+    (["--no-register", "--stop-on", "KILL", "--", "true"], {}, "--stop-on: KILL is never passed on"),
+    (["--no-register", "--stop-on", ",", "--", "true"], {}, "--stop-on: name at least one signal"),
+    (["--no-register", "--", "true"], {"SVCWRAP_STOP_ON": "CHLD"}, "SVCWRAP_STOP_ON: CHLD is never"),
+    (["--no-register", "--rewrite", "TERM", "--", "true"], {}, "--rewrite: 'TERM' is not FROM:TO"),
+    (["--no-register", "--rewrite", "STOP:TERM", "--", "true"], {}, "--rewrite: STOP is never passed"),
+    (["--no-register", "--rewrite", "TERM:BOGUS", "--", "true"], {}, "--rewrite: unknown signal 'BOGUS'"),
+    (["--no-register", "--", "true"], {"SVCWRAP_REWRITE": "HUP:1,x:2"}, "SVCWRAP_REWRITE: unknown signal 'x'"),
+    (["--no-register", "--success-exit", "256", "--", "true"], {}, "--success-exit: '256' is not an exit"),
+    (["--no-register", "--success-exit", "-1", "--", "true"], {}, "--success-exit: '-1' is not an exit"),
+    (["--no-register", "--ignore-others=1", "--", "true"], {}, "--ignore-others takes no value"),
     (["--no-register", "--no-register=yes", "--", "true"], {}, "--no-register takes no value"),
     (["--no-register", "--", "true"], {"SVCWRAP_STOP_TIMEOUT": "soon"}, "SVCWRAP_STOP_TIMEOUT: invalid duration"),
     (["--", "true"], {"SVCWRAP_NO_REGISTER": "maybe"}, "SVCWRAP_NO_REGISTER: 'maybe' is not a boolean"),
@@ -79,7 +90,8 @@ def test_help_lists_every_option_and_exits_0():
     result = run("--help")
     assert result.returncode == 0
     for flag in ("--name", "--ready", "--ttl", "--deregister-after", "--drain", "--stop-signal",
-                 "--stop-timeout", "--single-child", "--no-register", "--consul", "--token-file"):
+                 "--stop-timeout", "--single-child", "--no-register", "--consul", "--token-file",
+                 "--stop-on", "--rewrite", "--success-exit", "--ignore-others"):
         assert flag in result.stdout
 
 
@@ -94,7 +106,7 @@ def test_an_option_can_come_from_its_svcwrap_variable():
 
 
 def test_the_flag_wins_over_its_variable():
-    result = run("--no-register", "--log-format", "json", "--", "true",
+    result = run("--no-register", "--log-format", "json", "--log-level", "debug", "--", "true",
                  env={"SVCWRAP_LOG_FORMAT": "xml"})
     assert result.returncode == 0
     assert result.stderr.startswith("{")
@@ -107,7 +119,8 @@ def test_the_command_may_follow_the_options_without_a_double_dash():
 def test_json_log_format_writes_one_json_object_per_line():
     import json
 
-    result = run("--no-register", "--log-format", "json", "--", "sh", "-c", "exit 0")
+    result = run("--no-register", "--log-format", "json", "--log-level", "debug", "--",
+                 "sh", "-c", "exit 0")
     events = [json.loads(line)["event"] for line in result.stderr.splitlines()]
     assert events == ["child started", "child exited", "exit"]
 

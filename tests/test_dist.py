@@ -116,9 +116,10 @@ def exited(container: Container, timeout: float = START_TIMEOUT) -> int:
         raise AssertionError(f"{err}\n{container.describe()}") from None
 
 
-def wait_logged(container: Container, text: str, timeout: float = START_TIMEOUT) -> None:
+def wait_printed(container: Container, text: str, timeout: float = START_TIMEOUT) -> None:
+    """Until the child printed `text` (stdout only: svcwrap's log on stderr quotes the command)."""
     try:
-        wait_until(lambda: text in container.logs(), timeout, 0.05, f"{text!r} in the logs")
+        wait_until(lambda: text in container.output(), timeout, 0.05, f"{text!r} on stdout")
     except AssertionError as err:
         raise AssertionError(f"{err}\n{container.describe()}") from None
 
@@ -170,12 +171,12 @@ def test_signals_sent_to_the_container_reach_the_child(run: RunIn) -> None:
     container = run("--no-register", "--", "sh", "-c",
                     'trap "echo got-usr1" USR1; trap "echo got-term; exit 7" TERM; echo ready; '
                     "while :; do sleep 1 & wait $!; done")
-    wait_logged(container, "ready")
+    wait_printed(container, "ready")
     container.kill("USR1")
-    wait_logged(container, "got-usr1")
+    wait_printed(container, "got-usr1")
     container.stop(10)
     assert container.exit_code() == 7, container.describe()
-    assert "got-term" in container.logs()
+    assert "got-term" in container.output()
 
 
 def test_orphans_reparented_to_svcwrap_as_pid_1_are_reaped(run: RunIn) -> None:
@@ -207,7 +208,7 @@ def test_it_registers_in_consul_and_docker_stop_leaves_it_before_the_child_is_si
     container, sid = registered(run, consul)
     container.stop(10)
     assert container.exit_code() == 0, container.describe()
-    assert "at SIGTERM listed=False" in container.logs(), container.describe()
+    assert "at SIGTERM listed=False" in container.output(), container.describe()
     assert sid not in consul.services()
 
 
@@ -228,6 +229,16 @@ def test_the_child_gets_exactly_the_environment_svcwrap_was_given(run: RunIn) ->
     assert f"PYTHONPATH={EVIL}" in given_env, given_env
     assert child_env == given_env
     assert not [v for v in child_env if v.startswith(("LD_", "LC_", "LANG", "_PYI"))], child_env
+
+
+def test_svcwrap_itself_is_pid_1_and_the_child_its_direct_child(run: RunIn) -> None:
+    # the launcher is a script run by the tree's interpreter: no bootloader process, no re-exec
+    container = run("--no-register", "--", "sh", "-c",
+                    "tr '\\0' ' ' </proc/1/cmdline; echo; grep ^PPid: /proc/$$/status; exit 0")
+    assert exited(container) == 0, container.describe()
+    out = container.output()
+    assert out.startswith("/opt/svcwrap/bin/python3.11 -IS /opt/svcwrap/bin/svcwrap --no-register -- sh"), out
+    assert status_field(out, "PPid") == "1", out
 
 
 def test_the_child_starts_with_no_blocked_and_no_ignored_signals(run: RunIn) -> None:
@@ -257,9 +268,8 @@ def test_svcwrap_as_pid_1_maps_only_libraries_from_the_tree(
 def test_pythonhome_and_pythonpath_set_in_the_image_do_not_affect_svcwrap(run: RunIn) -> None:
     container = run("--no-register", "--", "sh", "-c", 'echo "home=$PYTHONHOME path=$PYTHONPATH"')
     assert exited(container) == 0, container.describe()
-    logs = container.logs()  # both streams: the evil modules would write to stderr
-    assert f"home={EVIL} path={EVIL}" in logs, logs  # the child still gets them
-    assert "imported from PYTHONPATH" not in logs, logs
+    assert f"home={EVIL} path={EVIL}" in container.output(), container.describe()  # the child's
+    assert "imported from PYTHONPATH" not in container.logs(), container.describe()
 
 
 def test_the_tarball_also_gives_a_usr_local_bin_svcwrap_link(dist_images: Dict[str, str]) -> None:
@@ -269,6 +279,6 @@ def test_the_tarball_also_gives_a_usr_local_bin_svcwrap_link(dist_images: Dict[s
                               args=["--version"], name=unique(PREFIX + "link"))
     try:
         assert exited(container) == 0, container.describe()
-        assert container.logs().startswith("svcwrap "), container.logs()
+        assert container.output().startswith("svcwrap "), container.describe()
     finally:
         container.remove()

@@ -51,7 +51,7 @@ def test_sigterm_takes_the_service_out_of_discovery_before_the_child_gets_term(w
 
 def test_drain_waits_between_leaving_discovery_and_signalling_the_child(wrap_pid1, svc):
     seen = svc.tmp / "seen-at-term"
-    w = wrap_pid1(*svc.args("--drain", "700ms",
+    w = wrap_pid1(*svc.args("--drain", "700ms", "--log-level", "debug",  # "signal child"
                             child_args=("--on-term-query", svc.passing_url, seen)),
                   env=svc.env())
     wait_until(svc.is_passing, timeout=10, message="service passing")

@@ -5,8 +5,12 @@ import json
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
-from tests.support import PROGRAMS
+import psutil
+import pytest
+
+from tests.support import PROGRAMS, REPO, wait_until
 
 
 def describe(wrap, *args: str, stdin: bytes = b"", **popen) -> dict:
@@ -22,12 +26,77 @@ def test_the_child_gets_its_argv_exactly(wrap):
     assert describe(wrap, *args)["argv"] == args
 
 
-def test_the_child_gets_svcwraps_environment_and_working_directory(wrap, tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "ONLY_HERE": "42", "EMPTY": ""}
-    seen = describe(wrap, env=env | {"PYTHONPATH": str(PROGRAMS.parent.parent)}, cwd=str(tmp_path))
+def run_from(directory: Path) -> str:
+    """Make `python -m svcwrap` with cwd=directory find this checkout's
+    svcwrap without PYTHONPATH (which svcwrap ignores: issue 9)."""
+    (directory / "svcwrap").symlink_to(REPO / "svcwrap")
+    return str(directory)
+
+
+def test_the_child_gets_svcwraps_environment_exactly_and_its_working_directory(wrap, tmp_path):
+    # No LANG or LC_*: the C locale, where CPython adds LC_CTYPE=C.UTF-8 to
+    # its own environment (PEP 538). The child must not get it (issue 9).
+    env = {"PATH": "/usr/bin:/bin", "ONLY_HERE": "42", "EMPTY": "", "BYTES": "caf\udce9"}
+    seen = describe(wrap, env=env, cwd=run_from(tmp_path))
     assert seen["cwd"] == str(tmp_path)
-    assert seen["env"]["ONLY_HERE"] == "42" and seen["env"]["EMPTY"] == ""
-    assert set(seen["env"]) - {"PYTHONPATH", "LC_CTYPE"} == set(env)
+    assert seen["env"] == env
+
+
+def test_python_variables_for_the_service_reach_it_but_do_not_change_svcwrap(wrap, tmp_path):
+    # PYTHONINSPECT would end svcwrap in an interactive prompt instead of
+    # exiting with the child's status; PYTHONPATH would put this json.py in
+    # place of the real one (issue 9).
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "json.py").write_text("raise ImportError('svcwrap imported the service\'s json')\n")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(shadow), "PYTHONINSPECT": "1",
+           "PYTHONWARNINGS": "error", "PYTHONDONTWRITEBYTECODE": "1"}
+    w = wrap("--no-register", "--log-format", "json", "--log-level", "debug", "--",
+             "sh", "-c", "env > env.out; exit 3", env=env, cwd=run_from(tmp_path),
+             stdin=subprocess.DEVNULL)
+    assert w.wait() == 3, w.stderr
+    assert [json.loads(line)["event"] for line in w.stderr.splitlines()][-1] == "exit"
+    lines = (tmp_path / "env.out").read_text().splitlines()
+    assert {k: v for k, v in (line.split("=", 1) for line in lines)
+            if k.startswith("PYTHON")} == {k: v for k, v in env.items() if k.startswith("PYTHON")}
+
+
+@pytest.mark.parametrize("env,isolated", [
+    ({"PYTHONPATH": "/nonexistent"}, True),
+    ({"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHON_VERSION": "3.11.7"}, False),
+], ids=["PYTHONPATH re-executes", "what python images set costs nothing"])
+def test_svcwrap_re_executes_itself_with_E_only_when_a_python_variable_matters(
+        wrap, tmp_path, env, isolated):
+    w = wrap("--no-register", "--", "sleep", "30", env={"PATH": "/usr/bin:/bin", **env},
+             cwd=run_from(tmp_path))
+    wait_until(lambda: w.children(), message="child running")
+    assert ("-E" in psutil.Process(w.pid).cmdline()) == isolated
+
+
+@pytest.mark.parametrize("keeps_flags", [True, False],
+                         ids=["as setuptools installs it", "as pip installs it"])
+def test_the_svcwrap_command_ignores_python_variables_however_it_was_installed(
+        keeps_flags, tmp_path):
+    # Installers replace `#!python` by the interpreter's path; setuptools keeps
+    # the flags after it, pip drops them: then svcwrap re-executes itself.
+    script = tmp_path / "svcwrap-command"
+    first, rest = (REPO / "bin" / "svcwrap").read_text().split("\n", 1)
+    assert first.startswith("#!python")
+    flags = first[len("#!python"):] if keeps_flags else ""
+    script.write_text(f"#!{sys.executable}{flags}\n{rest}")
+    script.chmod(0o755)
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "json.py").write_text("raise ImportError('the service\'s json')\n")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(shadow), "PYTHONINSPECT": "1"}
+    if keeps_flags:
+        env["PYTHONHOME"] = "/nonexistent"  # only the flag itself can survive this one
+    result = subprocess.run([str(script), "--no-register", "--log-format", "json",
+                             "--log-level", "debug", "--", "sh", "-c", "exit 3"],
+                            cwd=run_from(tmp_path), env=env, stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=20)
+    assert result.returncode == 3, result.stderr
+    assert json.loads(result.stderr.splitlines()[-1])["event"] == "exit"
 
 
 def test_the_child_reads_svcwraps_standard_input(wrap):

@@ -42,6 +42,7 @@ for whl in "$wheelhouse"/*.whl; do
     $PY -I -m zipfile -e "$whl" "$STD"
 done
 launcher=$(echo "$STD"/svcwrap-*.data/scripts/svcwrap)
+# -IS, not -I -S: Linux passes everything after the interpreter as ONE argument.
 { echo "#!$T/bin/$PY -IS"; tail -n +2 "$launcher"; } >"$T/bin/svcwrap"
 chmod 755 "$T/bin/svcwrap"
 rm -rf "$STD"/*.data "$STD"/bin
@@ -73,9 +74,12 @@ fi
 
 # ---- sourceless bytecode -------------------------------------------------------------------
 # -b writes legacy foo.pyc beside foo.py, which is imported when foo.py is gone.
-SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-315532800} "$T/bin/$PY" -I -S -m compileall -q -b -j0 "$STD" >/dev/null
+# A fixed hash seed (env -i, not -I/-E, which would ignore it) orders set constants the same every time;
+# SOURCE_DATE_EPOCH makes the .pyc headers hash-based: the same tree byte for byte.
+env -i PYTHONHASHSEED=0 SOURCE_DATE_EPOCH=315532800 "$T/bin/$PY" -S -m compileall -q -b -j0 "$STD" >/dev/null
 find "$STD" -name '*.py' -type f -delete
 find "$STD" -name __pycache__ -prune -exec rm -rf {} +
+find "$T" -xtype l -delete   # links to removed sources (_sysconfigdata)
 
 # ---- smoke test, then the tarball ----------------------------------------------------------
 env -i "$T/bin/svcwrap" --version
