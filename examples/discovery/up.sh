@@ -49,8 +49,10 @@ start_double() {
         done
     fi
     say "starting the Consul agent double on $DOUBLE_ADDR (log: $cache/discovery-consul.log)"
-    (cd "$repo" && setsid "$python" -m tests.consul_double --http-addr "$DOUBLE_ADDR" \
-        >"$cache/discovery-consul.log" 2>&1 & echo $! >"$cache/discovery-consul.pid")
+    # its own session, so it outlives this script; down.sh stops it by this pid
+    (cd "$repo" && exec setsid "$python" -m tests.consul_double --http-addr "$DOUBLE_ADDR") \
+        </dev/null >"$cache/discovery-consul.log" 2>&1 &
+    echo $! >"$cache/discovery-consul.pid"
     for _ in $(seq 100); do agent_answers && return; sleep 0.1; done
     cat "$cache/discovery-consul.log" >&2
     die "the double did not answer on $DOUBLE_ADDR"
