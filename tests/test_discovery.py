@@ -8,17 +8,25 @@ POST load of 200 requests/s through the lb (examples/discovery/loadgen.py), and 
 per scenario of the issue; each leaves the system as it found it (lb, redis, two apps).
 The figures go into a table printed at the end (and written to
 $SVCWRAP_TEST_DISCOVERY_REPORT). Run alone with `pytest -m docker tests/test_discovery.py`;
-SVCWRAP_TEST_CHURN_CYCLES changes scenario 7's 30 cycles.
+SVCWRAP_TEST_CHURN_CYCLES changes scenario 7's 30 cycles. The two tests at the end check the
+app alone, on this machine's Python with a fake redis, and need no Docker.
 """
 from __future__ import annotations
 
+import http.client
 import os
+import re
+import signal
+import socket
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Iterator, List, Optional, Tuple
+from pathlib import Path
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -31,13 +39,14 @@ from tests.discovery_support import (
     APP_DRAIN, LB_WAIT, PREFIX, SERVER_OPTIONS_KEY, START_TIMEOUT, TTL, Instance, Report, System,
     describe_failures, ensure_images, load, redis_count, under_load,
 )
-from tests.docker_support import DockerError, docker, engine_problem
+from tests.docker_support import REPO, DockerError, docker, engine_problem
+from tests.support import free_port
 
-pytestmark = pytest.mark.docker
 
 RELOADED = r"\(SIGHUP\) received.*reconfiguring"   # nginx's line when svcwrap reloads it
 SIGNALLED = r"^app: SIGTERM received"              # the app's line at its stop signal
 AFTER_STOP = 200       # requests answered after a stop or kill before a load is ended
+APP = REPO / "examples" / "discovery" / "app" / "app.py"
 
 
 class Cluster:
@@ -100,7 +109,7 @@ def agent() -> Iterator[ConsulUnderTest]:
 
 
 @pytest.fixture(scope="module")
-def cluster(images: None, agent: ConsulUnderTest, tmp_path_factory: pytest.TempPathFactory,
+def system_up(images: None, agent: ConsulUnderTest, tmp_path_factory: pytest.TempPathFactory,
             request: pytest.FixtureRequest) -> Iterator[Cluster]:
     # leftovers of an interrupted run of this module (names are ours alone)
     stale = docker("ps", "-aq", "--filter", f"name=^{PREFIX}", check=False).stdout.split()
@@ -129,11 +138,12 @@ def cluster(images: None, agent: ConsulUnderTest, tmp_path_factory: pytest.TempP
                 terminal.write_line(line)
 
 
-@pytest.fixture(autouse=True)
-def restored(cluster: Cluster) -> Iterator[None]:
-    """Each scenario starts from lb, redis and the two lasting apps, whatever the one before did."""
-    yield
-    cluster.restore()
+@pytest.fixture
+def cluster(system_up: Cluster) -> Iterator[Cluster]:
+    """The module's system; each scenario starts from lb, redis and the two lasting apps,
+    whatever the one before did."""
+    yield system_up
+    system_up.restore()
 
 
 def wait_started(system: System, name: str, instance: Instance) -> float:
@@ -188,6 +198,7 @@ def third_app(cluster: Cluster, generator: LoadGenerator) -> Instance:
 
 
 # ---------------------------------------------------------------- the scenarios
+@pytest.mark.docker
 def test_up_every_request_through_the_lb_is_answered_by_both_apps_and_counted_by_redis(
         cluster: Cluster) -> None:
     before = redis_count(cluster.redis.port)
@@ -201,6 +212,7 @@ def test_up_every_request_through_the_lb_is_answered_by_both_apps_and_counted_by
     cluster.report.add("1. up: lb, redis, 2 apps", results)
 
 
+@pytest.mark.docker
 def test_scale_out_a_third_app_gets_traffic_within_readiness_plus_quiescence_plus_1s_and_no_request_fails(
         cluster: Cluster) -> None:
     with under_load(cluster.lb) as generator:
@@ -241,6 +253,7 @@ def scale_in(cluster: Cluster, lb: Instance, app: Instance, generator: LoadGener
     return marks["consul"] - t_stop, marks.get("upstreams", stopped) - t_stop, stopped - t_stop
 
 
+@pytest.mark.docker
 def test_scale_in_docker_stop_takes_the_app_out_of_nginx_before_it_is_signalled_and_no_request_fails(
         cluster: Cluster) -> None:
     lb = cluster.lb
@@ -265,6 +278,7 @@ def test_scale_in_docker_stop_takes_the_app_out_of_nginx_before_it_is_signalled_
                        notes=f"out of Consul {left:.2f} s; SIGTERM {APP_DRAIN:g} s drain later")
 
 
+@pytest.mark.docker
 def test_docker_kill_fails_requests_only_while_nginx_lists_the_app_which_leaves_within_ttl_plus_quiescence_plus_1s(
         cluster: Cluster) -> None:
     lb = cluster.lb
@@ -286,6 +300,7 @@ def test_docker_kill_fails_requests_only_while_nginx_lists_the_app_which_leaves_
                        notes=f"{len(failed)} failed (goal 0); out of upstreams after TTL {TTL:g} s")
 
 
+@pytest.mark.docker
 def test_redis_moves_the_apps_follow_and_reload_and_requests_keep_succeeding(cluster: Cluster) -> None:
     system, old = cluster.system, cluster.redis
     new = system.run_redis()  # its ID sorts after the old one's: the apps keep the old one for now
@@ -309,6 +324,9 @@ def test_redis_moves_the_apps_follow_and_reload_and_requests_keep_succeeding(clu
                    "every app to serve from the new redis")
         answered_more(generator)
     results = generator.wait()
+    for app in cluster.apps:  # each app re-read its rendered file on svcwrap's SIGHUP
+        assert app.log_time(rf"^app: redis is now 127\.0\.0\.1:{new.port}$") is not None, \
+            app.container.logs()
     switched = max(firsts.values())
     after = [r for r in results if r.sent > switched]
     assert after and all(r.ok and moved in r.body for r in after), describe_failures(after)
@@ -318,6 +336,7 @@ def test_redis_moves_the_apps_follow_and_reload_and_requests_keep_succeeding(clu
     assert not failed, describe_failures(failed)
 
 
+@pytest.mark.docker
 def test_a_change_nginx_rejects_is_rolled_back_lb_keeps_serving_and_its_check_warns_until_fixed(
         cluster: Cluster) -> None:
     system, lb = cluster.system, cluster.lb
@@ -351,6 +370,7 @@ def test_a_change_nginx_rejects_is_rolled_back_lb_keeps_serving_and_its_check_wa
                        notes="rolled back, check warning, then passing")
 
 
+@pytest.mark.docker
 def test_thirty_cycles_of_scale_out_and_in_under_load_fail_no_request_and_leave_nothing_stale(
         cluster: Cluster) -> None:
     cycles = int(os.environ.get("SVCWRAP_TEST_CHURN_CYCLES", "30"))
@@ -415,6 +435,7 @@ def test_thirty_cycles_of_scale_out_and_in_under_load_fail_no_request_and_leave_
                        notes=f"medians; max run → served {max(run_to_served):.2f} s")
 
 
+@pytest.mark.docker
 def test_a_naive_scale_in_without_drain_or_template_reload_is_measured_beside_svcwraps(
         cluster: Cluster) -> None:
     """The comparison the issue asks for: the app stopped at once (no drain) and nginx never
@@ -439,3 +460,130 @@ def test_a_naive_scale_in_without_drain_or_template_reload_is_measured_beside_sv
     cluster.report.add("3'. scale in, naive: no drain, no reload", results,
                        notes=f"{s['failed']} failed; the app got {after_term}; "
                              f"file re-rendered {out:.2f} s after stop, nginx never told")
+
+
+# ---------------------------------------------------------------- the app alone (no Docker)
+class FakeRedis:
+    """Answers PING and INCR/INCRBY in RESP, on a port of its own, counting per key."""
+
+    def __init__(self) -> None:
+        import socketserver
+
+        counts: dict = {}
+        lock = threading.Lock()
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                while True:
+                    head = self.rfile.readline()
+                    if not head.startswith(b"*"):
+                        return
+                    args = []
+                    for _ in range(int(head[1:])):
+                        size = int(self.rfile.readline()[1:])
+                        args.append(self.rfile.read(size + 2)[:-2])
+                    if args[0].upper() == b"PING":
+                        self.wfile.write(b"+PONG\r\n")
+                        continue
+                    with lock:
+                        counts[args[1]] = counts.get(args[1], 0) + int(args[2] if len(args) > 2 else 1)
+                        self.wfile.write(b":%d\r\n" % counts[args[1]])
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_redis() -> Iterator[Callable[[], FakeRedis]]:
+    started: List[FakeRedis] = []
+
+    def start() -> FakeRedis:
+        started.append(FakeRedis())
+        return started[-1]
+
+    yield start
+    for redis in started:
+        redis.close()
+
+
+class AppProcess:
+    """examples/discovery/app/app.py on this machine's Python, with a notify socket."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.conf = tmp / "redis.conf"
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(tmp / "notify.sock"))
+        self.port = free_port()
+        env = {**os.environ, "SVCWRAP_PORT": str(self.port), "SVCWRAP_ID": "app-alone",
+               "NOTIFY_SOCKET": str(tmp / "notify.sock")}
+        self.proc = subprocess.Popen([sys.executable, str(APP), str(self.conf)], env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def point_at(self, port: int) -> None:
+        self.conf.write_text(f"host = 127.0.0.1\nport = {port}\n")
+
+    def ready(self, timeout: float) -> bool:
+        self.notify.settimeout(timeout)
+        try:
+            return self.notify.recv(64) == b"READY=1"
+        except socket.timeout:
+            return False
+
+    def ask(self, path: str = "/") -> Tuple[int, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            conn.request("POST", path, headers={"Content-Length": "0"})
+            answer = conn.getresponse()
+            return answer.status, answer.read().decode().strip()
+        finally:
+            conn.close()
+
+    def close(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        out = self.proc.communicate(timeout=10)[0]
+        self.notify.close()
+        return out
+
+
+@pytest.fixture
+def app_alone(tmp_path: Path) -> Iterator[AppProcess]:
+    app = AppProcess(tmp_path)
+    yield app
+    app.close()
+
+
+def test_the_app_says_ready_only_once_redis_answers_then_counts_each_request_there(
+        app_alone: AppProcess, fake_redis: Callable[[], FakeRedis]) -> None:
+    app_alone.point_at(free_port())  # nothing listens there
+    assert not app_alone.ready(1.0), "READY=1 before redis answered"
+    assert app_alone.ask("/health")[0] == 503
+    redis = fake_redis()
+    app_alone.point_at(redis.port)
+    app_alone.proc.send_signal(signal.SIGHUP)
+    assert app_alone.ready(10.0)
+    assert app_alone.ask() == (200, f"instance=app-alone count=1 redis=127.0.0.1:{redis.port}")
+    assert app_alone.ask() == (200, f"instance=app-alone count=2 redis=127.0.0.1:{redis.port}")
+
+
+def test_the_app_follows_its_redis_file_on_sighup_and_stops_cleanly_on_sigterm(
+        app_alone: AppProcess, fake_redis: Callable[[], FakeRedis]) -> None:
+    first, second = fake_redis(), fake_redis()
+    app_alone.point_at(first.port)
+    assert app_alone.ready(10.0)
+    assert app_alone.ask()[1].endswith(f"redis=127.0.0.1:{first.port}")
+    app_alone.point_at(second.port)
+    assert app_alone.ask()[1].endswith(f"redis=127.0.0.1:{first.port}"), "read before SIGHUP"
+    app_alone.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: app_alone.ask()[1].endswith(f"redis=127.0.0.1:{second.port}"), 5, 0.02,
+               "the app to use the second redis")
+    app_alone.proc.send_signal(signal.SIGTERM)
+    assert app_alone.proc.wait(timeout=10) == 0
+    out = app_alone.close()
+    assert re.search(r"served \d+ requests, 0 after the stop signal", out), out
