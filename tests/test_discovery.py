@@ -449,17 +449,19 @@ def test_a_naive_scale_in_without_drain_or_template_reload_is_measured_beside_sv
     with under_load(naive) as generator:
         served(generator, app)
         wall_stop = time.time()
-        _, out, _ = scale_in(cluster, naive, app, generator)
+        _, out, stopped = scale_in(cluster, naive, app, generator)
     results = generator.wait()
     assert naive.log_time(RELOADED, after=wall_stop) is None, "reload none still reloaded nginx"
     s = summary(results)
     assert s["by_instance"].keys() >= cluster.app_ids, s
+    assert app.container.exit_code() == 0, app.container.describe()
     logs = app.container.logs()
-    after_term = next((line.split("requests, ")[1] for line in logs.splitlines()
-                       if "after the stop signal" in line), "?")
+    after_term = next(line.split("requests, ")[1] for line in logs.splitlines()
+                      if "after the stop signal" in line)
     cluster.report.add("3'. scale in, naive: no drain, no reload", results,
-                       notes=f"{s['failed']} failed; the app got {after_term}; "
-                             f"file re-rendered {out:.2f} s after stop, nginx never told")
+                       notes=f"{s['failed']} failed (502: sent to the app as it closed); the app "
+                             f"got {after_term}; docker stop took {stopped:.2f} s; file "
+                             f"re-rendered {out:.2f} s after stop, nginx never told")
 
 
 # ---------------------------------------------------------------- the app alone (no Docker)

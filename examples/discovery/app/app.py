@@ -108,6 +108,9 @@ class App:
 def make_handler(app: App):
     class Handler(BaseHTTPRequestHandler):
         server_version = "discovery-app"
+        # A connection that sends nothing is dropped after 5 s: at SIGTERM, server_close()
+        # waits for every request thread, and svcwrap kills the app after --stop-timeout.
+        timeout = 5
 
         def do_GET(self) -> None:
             redis = app.redis
