@@ -583,8 +583,11 @@ def test_the_app_follows_its_redis_file_on_sighup_and_stops_cleanly_on_sigterm(
     app_alone.point_at(second.port)
     assert app_alone.ask()[1].endswith(f"redis=127.0.0.1:{first.port}"), "read before SIGHUP"
     app_alone.proc.send_signal(signal.SIGHUP)
-    wait_until(lambda: app_alone.ask()[1].endswith(f"redis=127.0.0.1:{second.port}"), 5, 0.02,
-               "the app to use the second redis")
+    try:
+        wait_until(lambda: app_alone.ask()[1].endswith(f"redis=127.0.0.1:{second.port}"), 5, 0.02,
+                   "the app to use the second redis")
+    except AssertionError as err:
+        raise AssertionError(f"{err}\n{app_alone.close()}") from None
     app_alone.proc.send_signal(signal.SIGTERM)
     assert app_alone.proc.wait(timeout=10) == 0
     out = app_alone.close()

@@ -157,6 +157,26 @@ class Server(ThreadingHTTPServer):
     daemon_threads = False  # server_close() waits for the requests in progress
 
 
+SIGNALS = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT}
+
+
+def handle(app: App, signo: int) -> bool:
+    """SIGHUP: read the configuration again. SIGTERM, SIGINT: True (stop)."""
+    if signo == signal.SIGHUP:
+        app.reload()
+        return False
+    log(f"{signal.Signals(signo).name} received, finishing requests in progress")
+    app.stopping.set()
+    return True
+
+
+def redis_answers(redis: Optional[Tuple[str, int]]) -> bool:
+    try:
+        return redis is not None and redis_call(redis, b"PING") == b"+PONG"
+    except OSError:
+        return False
+
+
 def main(argv: list) -> int:
     if len(argv) != 2:
         print("usage: app.py REDIS_CONF", file=sys.stderr)
@@ -164,36 +184,25 @@ def main(argv: list) -> int:
     port = int(os.environ.get("SVCWRAP_PORT", "8000"))
     app = App(argv[1], os.environ.get("SVCWRAP_ID") or socket.gethostname())
     server = Server((os.environ.get("APP_BIND", "127.0.0.1"), port), make_handler(app))
-    terminated = threading.Event()
-
-    def on_term(signum: int, frame: object) -> None:
-        if not app.stopping.is_set():
-            log(f"{signal.Signals(signum).name} received, finishing requests in progress")
-        app.stopping.set()
-        terminated.set()
-
-    # Handlers run on the main thread, which only waits: reading a small file there is safe.
-    signal.signal(signal.SIGHUP, lambda signum, frame: app.reload())
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
+    # The signals are blocked in every thread and taken by the main thread with sigwait.
+    # With handlers instead, the kernel may deliver a signal to a request thread, and a
+    # main thread blocked in a wait is then not woken to run the handler: a SIGHUP or
+    # SIGTERM would sit unhandled. The mask is set before any thread starts (they inherit it).
+    signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
     serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     serving.start()
     log(f"instance {app.instance} listening on port {port}, redis "
         f"{'%s:%d' % app.redis if app.redis else 'none'}")
-    # Ready once redis answers (the address may arrive later, with a SIGHUP).
-    while not terminated.is_set():
-        redis = app.redis
-        try:
-            if redis is not None and redis_call(redis, b"PING") == b"+PONG":
-                break
-        except OSError:
-            pass
-        terminated.wait(0.1)
-    if not terminated.is_set():
+    # Ready once redis answers (its address may come later, with a SIGHUP).
+    stop = False
+    while not stop and not redis_answers(app.redis):
+        info = signal.sigtimedwait(SIGNALS, 0.1)
+        stop = info is not None and handle(app, info.si_signo)
+    if not stop:
         notify_ready()
         log("ready")
-    while not terminated.wait(3600):
-        pass
+    while not stop:
+        stop = handle(app, signal.sigwait(SIGNALS))
     server.shutdown()      # no new connections are accepted ...
     serving.join()
     server.server_close()  # ... and those in progress are answered
