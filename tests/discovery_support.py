@@ -208,9 +208,6 @@ class System:
         return self._run(LB_IMAGE, "lb", env, docker_args=["-v", f"{rundir}:/run/discovery"],
                          rundir=rundir)
 
-    def remove(self, instance: Instance) -> None:
-        instance.container.remove()
-
     def remove_all(self) -> None:
         for container in self.containers:
             container.remove()
@@ -235,15 +232,6 @@ class System:
         assert status == 200, (status, body)
 
     # -- waiting ---------------------------------------------------------------------
-    def wait_passing(self, name: str, instance: Instance, timeout: float = START_TIMEOUT) -> float:
-        """Until `instance` is passing in Consul; returns the time (monotonic) it was seen so."""
-        try:
-            wait_until(lambda: instance.sid in self.passing(name), timeout, 0.05,
-                       f"{instance.sid} to be passing in Consul as {name}")
-        except AssertionError as err:
-            raise AssertionError(f"{err}\n{instance.container.describe()}") from None
-        return time.monotonic()
-
     def wait_upstreams(self, lb: Instance, ids: Set[str], timeout: float) -> float:
         """Until the lb's rendered upstreams are exactly `ids`; returns when (monotonic)."""
         try:

@@ -33,7 +33,8 @@ import pytest
 from examples.discovery.loadgen import LoadGenerator, Result, summary
 from tests.consul_double import start as start_double
 from tests.consul_fixture import (
-    FAST_DCSA_MIN, FAST_REAP_INTERVAL, REAL_AGENT_ENV, REAL_TOKEN_ENV, ConsulUnderTest, wait_until,
+    FAST_DCSA_MIN, FAST_REAP_INTERVAL, REAL_AGENT_ENV, REAL_DCSA_MIN, REAL_REAP_INTERVAL,
+    REAL_TOKEN_ENV, ConsulUnderTest, wait_until,
 )
 from tests.discovery_support import (
     APP_DRAIN, LB_WAIT, PREFIX, SERVER_OPTIONS_KEY, START_TIMEOUT, TTL, Instance, Report, System,
@@ -41,7 +42,6 @@ from tests.discovery_support import (
 )
 from tests.docker_support import REPO, DockerError, docker, engine_problem
 from tests.support import free_port
-
 
 RELOADED = r"\(SIGHUP\) received.*reconfiguring"   # nginx's line when svcwrap reloads it
 SIGNALLED = r"^app: SIGTERM received"              # the app's line at its stop signal
@@ -93,7 +93,8 @@ def agent() -> Iterator[ConsulUnderTest]:
     $SVCWRAP_TEST_CONSUL_ADDR (what appeared there is deregistered at the end)."""
     real = os.environ.get(REAL_AGENT_ENV)
     if real:
-        cut = ConsulUnderTest(real, None, 60.0, 30.0, token=os.environ.get(REAL_TOKEN_ENV) or None)
+        cut = ConsulUnderTest(real, None, REAL_DCSA_MIN, REAL_REAP_INTERVAL,
+                              token=os.environ.get(REAL_TOKEN_ENV) or None)
         before = set(cut.services())
         try:
             yield cut
@@ -110,7 +111,7 @@ def agent() -> Iterator[ConsulUnderTest]:
 
 @pytest.fixture(scope="module")
 def system_up(images: None, agent: ConsulUnderTest, tmp_path_factory: pytest.TempPathFactory,
-            request: pytest.FixtureRequest) -> Iterator[Cluster]:
+              request: pytest.FixtureRequest) -> Iterator[Cluster]:
     # leftovers of an interrupted run of this module (names are ours alone)
     stale = docker("ps", "-aq", "--filter", f"name=^{PREFIX}", check=False).stdout.split()
     if stale:
@@ -153,8 +154,7 @@ def wait_started(system: System, name: str, instance: Instance) -> float:
         if instance.sid in system.passing(name):
             return True
         if not instance.container.running():
-            raise AssertionError(f"{instance.sid} exited before it was passing in Consul\n"
-                                 f"{instance.container.describe()}")
+            raise AssertionError(f"{instance.sid} exited before it was passing in Consul")
         return False
 
     try:
@@ -164,8 +164,8 @@ def wait_started(system: System, name: str, instance: Instance) -> float:
     return time.monotonic()
 
 
-def served(generator: LoadGenerator, app: Instance, after: float = 0.0) -> Result:
-    return wait_until(lambda: generator.first_served_by(app.sid, after), START_TIMEOUT, 0.02,
+def served(generator: LoadGenerator, app: Instance) -> Result:
+    return wait_until(lambda: generator.first_served_by(app.sid), START_TIMEOUT, 0.02,
                       f"a request served by {app.sid} through the lb")
 
 

@@ -97,13 +97,9 @@ class LoadGenerator:
         return self.start().wait()
 
     # -- views used while the load runs -------------------------------------------------
-    def first_served_by(self, instance: str, after: float = 0.0) -> Optional[Result]:
-        hits = [r for r in list(self.results) if r.ok and r.instance == instance and r.done >= after]
-        return min(hits, key=lambda r: r.done) if hits else None
-
-    def last_served_by(self, instance: str) -> Optional[Result]:
+    def first_served_by(self, instance: str) -> Optional[Result]:
         hits = [r for r in list(self.results) if r.ok and r.instance == instance]
-        return max(hits, key=lambda r: r.done) if hits else None
+        return min(hits, key=lambda r: r.done) if hits else None
 
     def answered(self) -> int:
         return len(self.results)
