@@ -32,7 +32,7 @@ from util import (BENCH_DIR, DOUBLE_NOTES, UNSHARE, Unavailable, build_helper, c
                   spawn, start_double, stop)
 
 GROUPS = ["startup", "signals", "orphans", "idle", "heartbeats", "lifecycle", "scale", "dist"]
-CONSUL_GROUPS = {"heartbeats", "lifecycle", "scale"}  # idle runs without the double too
+CONSUL_GROUPS = {"signals", "heartbeats", "lifecycle", "scale"}  # idle runs without the double too
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -131,6 +131,8 @@ def run_all(args: argparse.Namespace) -> tuple[list[Result], list[tuple[int, flo
     if "signals" in groups:
         results += guarded("signals", "kill(1, SIGUSR1) → child handler",
                            lambda: measure.signal_latency(helper, args.runs))
+        results += consul("signals", "kill(1, SIGUSR1) → child handler, agent misbehaving [double]",
+                          lambda: measure.signal_latency_misbehaving(helper, args.runs, double, log))  # type: ignore[arg-type]
     if "orphans" in groups:
         results += guarded("orphans", "orphans reaped /s (1,000)",
                            lambda: measure.orphans(helper, args.runs))

@@ -115,22 +115,55 @@ def startup(helper: Path, runs: int) -> list[Result]:
 def signal_latency(helper: Path, runs: int) -> list[Result]:
     results = []
     for name, prefix in wrappers(helper).items():
-        proc, lines = spawn(UNSHARE + prefix + [str(helper), "signals"])
-        try:
-            lines.expect("ready", 10)
-            pid1 = pid1_of(proc.pid)
-            latencies = []
-            for i in range(runs + 5):  # 5 warm-up signals
-                time.sleep(0.005)
-                sent = time.monotonic_ns()
-                os.kill(pid1, signal.SIGUSR1)
-                handled = int(lines.expect("usr1", 5)[1])
-                if i >= 5:
-                    latencies.append((handled - sent) / 1e3)
-        finally:
-            stop(proc)
+        latencies = usr1_latencies(UNSHARE + prefix + [str(helper), "signals"], runs)
         results.append(Result.of("kill(1, SIGUSR1) → child handler", name, "µs", latencies))
     return tini_ratios(results, target="≤ 500 µs median", met=lambda r: r.median <= 500)
+
+
+def usr1_latencies(argv: list[str], runs: int, stderr: Optional[IO[bytes]] = None,
+                   pause: float = 0.005) -> list[float]:
+    """µs from kill(1, SIGUSR1) to the helper child's handler, after 5 warm-up signals."""
+    proc, lines = spawn(argv, stderr=stderr) if stderr is not None else spawn(argv)
+    try:
+        lines.expect("ready", 10)
+        pid1 = pid1_of(proc.pid)
+        latencies = []
+        for i in range(runs + 5):
+            time.sleep(pause)
+            sent = time.monotonic_ns()
+            os.kill(pid1, signal.SIGUSR1)
+            handled = int(lines.expect("usr1", 5)[1])
+            if i >= 5:
+                latencies.append((handled - sent) / 1e3)
+    finally:
+        stop(proc)
+    return latencies
+
+
+def signal_latency_misbehaving(helper: Path, runs: int, double: Double,
+                               log: IO[bytes]) -> list[Result]:
+    """Issue 9: the same figure while the agent drips its answers and then
+    sends 1 MB gzip-labelled error bodies to every heartbeat (TTL 600ms)."""
+    figure = "kill(1, SIGUSR1) → child handler, agent misbehaving [double]"
+    argv = UNSHARE + registered_argv("bench-bad-agent", "bench-bad-agent-1", double, "none",
+                                     "600ms") + [str(helper), "signals"]
+    handle = double.handle
+    handle.drip(0.002)  # type: ignore[attr-defined]
+    try:
+        half = usr1_latencies(argv, runs // 2, stderr=log, pause=0.02)
+        handle.drip(0)  # type: ignore[attr-defined]
+        handle.fail_with(500, b"\x1f\x8b" + os.urandom(1 << 20),  # type: ignore[attr-defined]
+                         {"Content-Encoding": "gzip"})
+        half += usr1_latencies(argv, runs - runs // 2, stderr=log, pause=0.02)
+    finally:
+        handle.drip(0)  # type: ignore[attr-defined]
+        handle.fail_with(None)  # type: ignore[attr-defined]
+    r = Result.of(figure, "svcwrap registered", "µs", half)
+    if r.median is not None:
+        p99 = percentile(half, 99)
+        r.note = f"p99 {p99:.0f} µs; dripping agent, then 1 MB gzip error bodies"
+        r.target, r.met = "≤ 1 ms p99", p99 <= 1000
+    return [r]
 
 
 def tini_ratios(results: list[Result], target: str, met) -> list[Result]:  # type: ignore[no-untyped-def]

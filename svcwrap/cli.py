@@ -22,6 +22,7 @@ from svcwrap.logs import Logger
 from svcwrap.supervisor import Discovery, SpawnError, Supervisor
 
 USAGE = "usage: svcwrap [options] [--] COMMAND [ARGS...]"
+VERB_USAGE = "       svcwrap status|healthcheck|maintenance|reload ... (see svcwrap VERB --help)"
 
 # (flag, metavar or None for a switch, repeatable, help)
 OPTIONS: list[tuple[str, str | None, bool, str]] = [
@@ -53,9 +54,18 @@ OPTIONS: list[tuple[str, str | None, bool, str]] = [
     ("--ignore-others", None, False, "when the child exits, exit without stopping other "
                                      "processes (as PID 1 the kernel kills them)"),
     ("--no-register", None, False, "do not talk to Consul: run as a plain init"),
-    ("--consul", "ADDR", False, "Consul agent: host:port, http://, https:// "
+    ("--consul", "ADDR", False, "Consul agent: host:port, http://, https://, unix:///PATH "
                                 "[CONSUL_HTTP_ADDR, else 127.0.0.1:8500]"),
     ("--token-file", "PATH", False, "file holding the ACL token [CONSUL_HTTP_TOKEN_FILE]"),
+    # -- Consul hardening (issue 9) --
+    ("--leave-timeout", "DUR", False, "how long a stop waits to leave Consul before the "
+                                      "child is signalled [1s]"),
+    ("--pass-token", None, False, "let the child and exec probes inherit CONSUL_HTTP_TOKEN "
+                                  "and CONSUL_HTTP_TOKEN_FILE"),
+    ("--probe-insecure", None, False, "do not verify https probe certificates (loopback "
+                                      "targets never are)"),
+    ("--notify-access", "WHO", False, "who may send READY=1: main (the child) or all "
+                                      "(any descendant) [main]"),
     ("--log-format", "FMT", False, "text or json [text]"),
     ("--log-level", "LEVEL", False, "debug, info (operator events; a plain init says "
                                     "nothing), warning or error [info]"),
@@ -70,7 +80,12 @@ OPTIONS: list[tuple[str, str | None, bool, str]] = [
     ("--watch-floor", "DUR", False, "least time between two queries of one watch [250ms]"),
     ("--template-timeout", "DUR", False, "give up waiting for the first render "
                                          "(0 = never) [0]"),
+    # issue 10: control socket and metrics (control.py, metrics.py)
+    ("--control", "PATH", False, "control socket for the verbs, or off [as PID 1: "
+                                 "/run/svcwrap/control.sock or /tmp/svcwrap-UID/; else none]"),
+    ("--metrics", "HOST:PORT", False, "serve Prometheus metrics there [off]"),
 ]
+VERBS = ("status", "healthcheck", "maintenance", "reload")
 _SPECS = {flag: (metavar, repeatable) for flag, metavar, repeatable, _ in OPTIONS}
 
 
@@ -83,7 +98,8 @@ def env_name(flag: str) -> str:
 
 
 def help_text() -> str:
-    lines = [USAGE, "", "Run COMMAND as a supervised child: forward signals, reap zombies,",
+    lines = [USAGE, VERB_USAGE, "",
+             "Run COMMAND as a supervised child: forward signals, reap zombies,",
              "register it in Consul with a TTL check once ready, and leave Consul",
              "before the child is stopped.", "", "options:"]
     for flag, metavar, _, text in OPTIONS:
@@ -96,7 +112,9 @@ def help_text() -> str:
               "Durations use Go syntax: 500ms, 10s, 1m30s.",
               "Consul client variables: CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN,",
               "CONSUL_HTTP_TOKEN_FILE, CONSUL_HTTP_SSL, CONSUL_HTTP_SSL_VERIFY, CONSUL_CACERT,",
-              "CONSUL_CAPATH, CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME."]
+              "CONSUL_CAPATH, CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME.",
+              "When registering, the child and exec probes do not inherit CONSUL_HTTP_TOKEN",
+              "or CONSUL_HTTP_TOKEN_FILE (see --pass-token); HTTP(S)_PROXY is never used."]
     return "\n".join(lines) + "\n"
 
 
@@ -359,7 +377,11 @@ def parse_consul(src: _Source, environ: dict[str, str]) -> ConsulConfig:
     if "://" in raw:
         scheme, rest = raw.split("://", 1)
         if scheme == "unix":
-            raise UsageError(f"{where}: unix:// sockets are not supported; give host:port")
+            if not rest.startswith("/"):
+                raise UsageError(f"{where}: {raw!r}: give unix:///absolute/path")
+            token, token_file = read_token(src, environ)
+            return ConsulConfig("unix", rest, 0, token, True, None, "", token_file,
+                                src.duration("--leave-timeout", 1.0))
         if scheme not in ("http", "https"):
             raise UsageError(f"{where}: unknown protocol scheme {scheme!r} (use host:port, "
                              "http:// or https://)")
@@ -398,11 +420,13 @@ def parse_consul(src: _Source, environ: dict[str, str]) -> ConsulConfig:
     server_name = environ.get("CONSUL_TLS_SERVER_NAME", "")
     if server_name.count(":") == 1:
         server_name = server_name.split(":")[0]
-    return ConsulConfig(scheme, host, port, read_token(src, environ), verify,
-                        (cert_file, key_file) if cert_file else None, server_name)
+    token, token_file = read_token(src, environ)
+    return ConsulConfig(scheme, host, port, token, verify,
+                        (cert_file, key_file) if cert_file else None, server_name, token_file,
+                        src.duration("--leave-timeout", 1.0))
 
 
-def read_token(src: _Source, environ: dict[str, str]) -> Secret:
+def read_token(src: _Source, environ: dict[str, str]) -> tuple[Secret, str]:
     """The token file wins over CONSUL_HTTP_TOKEN, as in Consul's own client.
 
     There is deliberately no --token flag: a command line is visible to
@@ -418,8 +442,8 @@ def read_token(src: _Source, environ: dict[str, str]) -> Secret:
         except OSError as err:
             raise UsageError(f"{where}: cannot read {path}: {err.strerror}")
         if token:
-            return Secret(token)
-    return Secret(environ.get("CONSUL_HTTP_TOKEN", ""))
+            return Secret(token), path
+    return Secret(environ.get("CONSUL_HTTP_TOKEN", "")), ""
 
 
 def parse(argv: list[str], environ: dict[str, str]) -> tuple[Config, list[str]]:
@@ -478,7 +502,12 @@ def parse(argv: list[str], environ: dict[str, str]) -> tuple[Config, list[str]]:
         ttl=ttl,
         deregister_after=deregister_after,
         drain=src.duration("--drain", 0.0),
+        probe_insecure=src.switch("--probe-insecure"),
+        notify_access=src.value("--notify-access") or "main",
     )
+    if health.notify_access not in ("main", "all"):
+        raise UsageError(f"{src.where('--notify-access')}: {health.notify_access!r} is not "
+                         "main or all")
 
     service = None
     consul = None
@@ -493,8 +522,21 @@ def parse(argv: list[str], environ: dict[str, str]) -> tuple[Config, list[str]]:
             address=parse_address(src.value("--address") or "auto", src.where("--address")),
         )
         consul = parse_consul(src, environ)
+    child_environ = environ
+    if register and not src.switch("--pass-token"):
+        # The token is svcwrap's: a child that drops privileges would show it
+        # in /proc/PID/environ, and it registers rogue instances (as Nomad does).
+        child_environ = {k: v for k, v in environ.items()
+                         if k not in ("CONSUL_HTTP_TOKEN", "CONSUL_HTTP_TOKEN_FILE")}
+    control = src.value("--control")
+    if control is not None and control != "off":
+        if not control.startswith("/") or len(control.encode()) > 107:
+            raise UsageError(f"{src.where('--control')}: {control!r} must be an absolute "
+                             "path of at most 107 bytes, or off")
+    raw_metrics = src.value("--metrics")
+    metrics = parse_listen(raw_metrics, src.where("--metrics")) if raw_metrics else None
     config = Config(register, supervisor, service, health, consul, log_format, log_level,
-                    environ)
+                    child_environ, control, metrics)
     if src.values("--template") or file_templates:
         from svcwrap.templates.options import parse_templates
 
@@ -518,8 +560,26 @@ def load_config_file(src: _Source) -> list:
     return loaded.templates
 
 
+def parse_listen(raw: str, where: str) -> tuple[str, int]:
+    """HOST:PORT, [IPv6]:PORT or :PORT (every interface) -> (host, port)."""
+    if raw.startswith("["):
+        host, _, rest = raw[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port = raw.rpartition(":")
+        if ":" in host:
+            raise UsageError(f"{where}: {raw!r}: write an IPv6 address as [ADDR]:PORT")
+    if not port or ":" not in raw:
+        raise UsageError(f"{where}: {raw!r} is not HOST:PORT")
+    return host or "0.0.0.0", parse_port(port, where)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in VERBS:  # `svcwrap status`; `svcwrap -- status` runs a command
+        from svcwrap.verbs import main as verb
+
+        return verb(args)
     try:
         # Exactly what svcwrap was exec'd with: os.environ may have gained
         # LC_CTYPE from the interpreter's locale coercion (PEP 538).
@@ -540,11 +600,12 @@ def run(config: Config, log: Logger) -> int:
     supervisor.prepare()
     environ = config.environ
     notify = None
-    if config.health.ready.kind == "notify":
+    # Without Consul nothing waits for READY=1: then there is no socket at all.
+    if config.register and config.health.ready.kind == "notify":
         from svcwrap.notify import NotifySocket
 
         try:
-            notify = NotifySocket(config.health.ready.socket)
+            notify = NotifySocket(config.health.ready.socket, config.health.notify_access)
         except OSError as err:
             log.error("cannot create notify socket", socket=config.health.ready.socket,
                       error=err.strerror)
@@ -555,6 +616,8 @@ def run(config: Config, log: Logger) -> int:
     except SpawnError as err:
         log.error("cannot start child", error=str(err))
         return err.code
+    if notify is not None:
+        notify.child_pid = pid
     # Only now, with the child running, is anything heavy imported.
     if config.register:
         from svcwrap.lifecycle import ConsulDiscovery

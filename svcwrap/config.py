@@ -167,11 +167,12 @@ class HealthConfig:
     """Readiness before registration, health checks and TTL afterwards."""
 
     __slots__ = ("ready", "ready_timeout", "check", "check_interval", "ttl",
-                 "deregister_after", "drain")
+                 "deregister_after", "drain", "probe_insecure", "notify_access")
 
     def __init__(self, ready: ProbeSpec, ready_timeout: float, check: ProbeSpec,
                  check_interval: float, ttl: float, deregister_after: float,
-                 drain: float) -> None:
+                 drain: float, probe_insecure: bool = False,
+                 notify_access: str = "main") -> None:
         self.ready = ready
         self.ready_timeout = ready_timeout  # 0 = wait forever
         self.check = check
@@ -179,38 +180,47 @@ class HealthConfig:
         self.ttl = ttl
         self.deregister_after = deregister_after
         self.drain = drain
+        self.probe_insecure = probe_insecure  # https probes: skip verification everywhere
+        self.notify_access = notify_access    # who may send READY=1: "main" or "all"
 
 
 class ConsulConfig:
     """How to reach the Consul agent: mirrors the official client's CONSUL_* variables."""
 
-    __slots__ = ("scheme", "host", "port", "token", "verify", "cert", "tls_server_name")
+    __slots__ = ("scheme", "host", "port", "token", "verify", "cert", "tls_server_name",
+                 "token_file", "leave_timeout")
 
     def __init__(self, scheme: str, host: str, port: int, token: Secret,
                  verify: bool | str, cert: tuple[str, str] | None,
-                 tls_server_name: str) -> None:
-        self.scheme = scheme
+                 tls_server_name: str, token_file: str = "",
+                 leave_timeout: float = 1.0) -> None:
+        self.scheme = scheme          # http, https, or unix (host is then the socket's path)
         self.host = host
         self.port = port
         self.token = token
         self.verify = verify          # True, False, or a CA file / directory
         self.cert = cert              # (client cert, client key) or None
         self.tls_server_name = tls_server_name
+        self.token_file = token_file  # where the token came from, re-read on a 403
+        self.leave_timeout = leave_timeout
 
     @property
     def base_url(self) -> str:
+        if self.scheme == "unix":
+            return f"unix://{self.host}"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}:{self.port}"
 
 
 class Config:
     __slots__ = ("register", "supervisor", "service", "health", "consul",
-                 "log_format", "log_level", "environ", "templates")
+                 "log_format", "log_level", "environ", "templates", "control", "metrics")
 
     def __init__(self, register: bool, supervisor: SupervisorConfig,
                  service: ServiceConfig | None, health: HealthConfig,
                  consul: ConsulConfig | None, log_format: str, log_level: str,
-                 environ: dict[str, str]) -> None:
+                 environ: dict[str, str], control: str | None = None,
+                 metrics: tuple[str, int] | None = None) -> None:
         self.register = register
         self.supervisor = supervisor
         self.service = service
@@ -220,6 +230,8 @@ class Config:
         self.log_level = log_level
         self.environ = environ  # the child's environment
         self.templates = None   # templates.spec.TemplatesConfig, when any is configured
+        self.control = control  # --control: a path, "off", or None for the default
+        self.metrics = metrics  # --metrics: (host, port), or None for none
 
 
 def default_service_id(name: str) -> str:

@@ -17,7 +17,10 @@ meet in ConsulDiscovery:
                                        register + report passing
                                        every interval: run the check, report it
     SIGTERM, or the child exits:
-    discovery.leave()  -------------> (a short-lived thread) deregister
+    discovery.leave()  -------------> (the leave thread, started with the worker,
+                                       its connection opened at registration)
+                                       deregister at once; again if a
+                                       registration was in flight
     ...keeps reaping/forwarding...     has_left() becomes true; wake()
     drain, stop signal, SIGKILL
     exit with the child's status
@@ -37,7 +40,6 @@ from svcwrap.supervisor import Discovery, Supervisor
 class ConsulDiscovery(Discovery):
     def __init__(self, config: Config, log: Logger, notify) -> None:
         from svcwrap.probes import ExitStatuses
-        from svcwrap.registry import LEAVE_TIMEOUT
 
         assert config.service is not None and config.consul is not None
         self.config = config
@@ -45,36 +47,53 @@ class ConsulDiscovery(Discovery):
         self.health = config.health
         self.log = log
         self.notify = notify
-        self.leave_timeout = LEAVE_TIMEOUT + 0.2
+        self.leave_timeout = config.consul.leave_timeout
         self.state = "starting"
         self.leaving = threading.Event()
         self.left = threading.Event()
-        # Held around every register/update and the deregistration: once
-        # leave() has begun, no heartbeat can slip in after the deregister
-        # and (meeting a 404) register the service again.
-        self.consul_lock = threading.Lock()
+        # The worker's calls never hold anything the deregistration waits
+        # for (a heartbeat stuck on a slow agent must not delay it). Instead
+        # each call is announced under flight_lock: none starts once leaving
+        # is set, and the leave thread learns whether a registration was in
+        # flight, which it must then outlast and undo.
+        self.flight_lock = threading.Lock()
+        self.in_flight = ""              # "register", "update" or ""
+        self.flight_done = threading.Event()
+        self.flight_done.set()
+        self.raced = False               # a registration was in flight at leave()
+        self.must_deregister = False
+        self.stage = threading.Event()   # the leave thread: registered, or leaving
         self.statuses = ExitStatuses(config.environ)
         self.supervisor: Supervisor | None = None
         self.registry = None
         self.consul_ok = True
         self.check_status = ""
+        self.last = ("passing", "service is ready")  # the check result to register with
+        self._rejected_logged = False
 
     # -- called by the supervisor (main thread); each returns at once --------
     def start(self, child_pid: int, supervisor: Supervisor) -> None:
         self.supervisor = supervisor
+        if self.notify is not None:
+            self.notify.on_reject = self._notify_rejected
         supervisor.on_other_reaped = self.statuses.reaped
         threading.Thread(target=self._work, name="svcwrap-consul", daemon=True).start()
 
     def leave(self) -> float:
-        self.leaving.set()
-        # "registering" counts too: clients may already see the service
-        # before the worker has noted that the registration succeeded.
-        if self.state in ("registering", "registered") and self.registry is not None:
-            threading.Thread(target=self._deregister, name="svcwrap-leave",
-                             daemon=True).start()
-            return self.health.drain
-        self.left.set()
-        return 0.0
+        with self.flight_lock:
+            # "registering" counts too: clients may already see the service
+            # before the worker has noted that the registration succeeded.
+            self.must_deregister = (self.state in ("registering", "registered")
+                                    and self.registry is not None)
+            # Only a registration can bring the service back: an update in
+            # flight meets a 404 once it is gone, and nothing registers again
+            # once leaving is set. So only a registration is outlasted.
+            self.raced = self.in_flight == "register"
+            self.leaving.set()
+        if not self.must_deregister:
+            self.left.set()
+        self.stage.set()
+        return self.health.drain if self.must_deregister else 0.0
 
     def has_left(self) -> bool:
         return self.left.is_set()
@@ -86,12 +105,18 @@ class ConsulDiscovery(Discovery):
             # child starts, so none of it lands between READY=1 and passing.
             import tenacity  # noqa: F401
 
-            from svcwrap.registry import Registry
+            from svcwrap.probes import describe
+            from svcwrap.registry import Registry, token_file_warning
 
             notes = (f"Kept alive by svcwrap (pid {os.getpid()}): passing while the service "
-                     f"answers {self.health.check.text}; critical after {self.health.ttl:g}s "
-                     "without a heartbeat")
+                     f"answers {describe(self.health.check)}; critical after "
+                     f"{self.health.ttl:g}s without a heartbeat")
             self.registry = Registry(self.config.consul, self.service, self.health, notes)
+            problem = token_file_warning(self.config.consul.token_file)
+            if problem:
+                self.log.warning("token file exposed", file=self.config.consul.token_file,
+                                 problem=problem)
+            threading.Thread(target=self._leaver, name="svcwrap-leave", daemon=True).start()
             if not self._wait_ready():
                 return
         except Exception as err:  # never take the service down with us
@@ -117,14 +142,14 @@ class ConsulDiscovery(Discovery):
         spec = self.health.ready
         started = time.monotonic()
         limit = self.health.ready_timeout
-        probe = make_probe(spec, timeout=1.0, statuses=self.statuses)
+        probe = make_probe(spec, timeout=1.0, statuses=self.statuses,
+                           insecure=self.health.probe_insecure)
         delay = 0.01
         last = ""
         while not self.leaving.is_set():
             if self.notify is not None:
                 if self.notify.wait_ready(0.25):
-                    self.notify.close()
-                    break
+                    break  # the socket stays open and drained (notify.py)
                 last = self.notify.status or "no READY=1 from the child yet"
             else:
                 result = probe()
@@ -156,12 +181,11 @@ class ConsulDiscovery(Discovery):
         return Retrying(stop=stop, retry=retry_if_exception_type((ConsulUnavailable, *also)),
                         wait=wait_random_exponential(multiplier=0.05,
                                                      max=min(5.0, self.health.ttl / 2)),
-                        sleep=self.leaving.wait, before_sleep=self._consul_failed,
+                        sleep=self._sleep, before_sleep=self._consul_failed,
                         reraise=True)
 
     def _register(self) -> bool:
         """Register and report passing, retrying until done or leaving."""
-        from svcwrap.probes import PASSING
         from svcwrap.registry import ConsulUnavailable, NotRegistered
 
         self.state = "registering"
@@ -170,12 +194,13 @@ class ConsulDiscovery(Discovery):
             # call and the status update that follows it.
             for attempt in self._retrying(None, also=(NotRegistered,)):
                 with attempt:
-                    self._register_now(PASSING, "service is ready")
+                    self._register_now(*self.last)
         except (ConsulUnavailable, NotRegistered):
             return False  # only when leaving
         if self.leaving.is_set():
-            return False  # leave() came first; it deregisters (under the lock)
+            return False  # leave() came first; the leave thread deregisters
         self.state = "registered"
+        self.stage.set()  # the leave thread opens its connection now
         self._consul_back()
         assert self.registry is not None
         self.log.info("registered", id=self.service.id, check=self.registry.check_id,
@@ -183,14 +208,40 @@ class ConsulDiscovery(Discovery):
         return True
 
     def _register_now(self, status: str, output: str) -> None:
+        """Register with the current check result, never a hard-coded passing."""
         assert self.registry is not None
-        with self.consul_lock:
-            if self.leaving.is_set():
-                return
-            self.registry.register()
-            # A re-registration keeps a check's old status, so report it explicitly.
+        if not self._begin("register"):
+            return
+        try:
+            self.registry.register(status, output)
+        finally:
+            self._end()
+        # A re-registration keeps a check's old status, so report it explicitly
+        # (an update, which cannot bring the service back: see leave()).
+        self._update(status, output)
+
+    def _update(self, status: str, output: str) -> None:
+        assert self.registry is not None
+        if not self._begin("update"):
+            return
+        try:
             self.registry.update(status, output)
             self.check_status = status
+        finally:
+            self._end()
+
+    def _begin(self, kind: str) -> bool:
+        with self.flight_lock:
+            if self.leaving.is_set():
+                return False
+            self.in_flight = kind
+            self.flight_done.clear()
+            return True
+
+    def _end(self) -> None:
+        with self.flight_lock:
+            self.in_flight = ""
+            self.flight_done.set()
 
     def _heartbeat(self) -> None:
         from svcwrap.probes import make_probe
@@ -198,11 +249,12 @@ class ConsulDiscovery(Discovery):
 
         interval = self.health.check_interval
         probe = make_probe(self.health.check, timeout=max(0.1, min(interval, 5.0)),
-                           statuses=self.statuses)
+                           statuses=self.statuses, insecure=self.health.probe_insecure)
         next_beat = time.monotonic() + interval
-        while not self.leaving.wait(max(0.0, next_beat - time.monotonic())):
+        while not self._pause_until(next_beat):
             next_beat = max(next_beat + interval, time.monotonic())
             result = probe()
+            self.last = (result.status, result.output)
             if result.status != self.check_status:
                 log = self.log.info if result.ok else self.log.warning
                 log("check " + result.status, output=result.output[:200])
@@ -210,21 +262,43 @@ class ConsulDiscovery(Discovery):
                 for attempt in self._retrying(give_up_after=interval):
                     with attempt:
                         self._report(result.status, result.output)
-            except ConsulUnavailable:
-                pass  # logged once by _consul_failed; the next beat tries again
+            except ConsulUnavailable as err:
+                # Logged once (a call that outlasts the interval gets no retry,
+                # so no before_sleep either); the next beat tries again.
+                self._unavailable(err)
             except NotRegistered as err:
                 self.log.warning("agent forgot the service again", error=str(err))
+
+    def _sleep(self, seconds: float) -> None:
+        """tenacity's pause between retries (it stops itself once leaving)."""
+        self._pause_until(time.monotonic() + seconds)
+
+    def _pause_until(self, when: float) -> bool:
+        """Wait for the next beat; True if leaving. With --ready notify the
+        socket is drained meanwhile (the child may keep sending STATUS=)."""
+        if self.notify is None:
+            return self.leaving.wait(max(0.0, when - time.monotonic()))
+        while not self.leaving.is_set():
+            left = when - time.monotonic()
+            if left <= 0:
+                return False
+            self.notify.drain(min(left, 0.5))
+        return True
+
+    def _notify_rejected(self, pid: int) -> None:
+        if not self._rejected_logged:
+            self._rejected_logged = True
+            self.log.warning("notify message ignored: not from the child"
+                             if self.health.notify_access == "main"
+                             else "notify message ignored: not from svcwrap's descendants",
+                             sender_pid=pid, access=self.health.notify_access)
 
     def _report(self, status: str, output: str) -> None:
         from svcwrap.registry import NotRegistered
 
         assert self.registry is not None
         try:
-            with self.consul_lock:
-                if self.leaving.is_set():
-                    return
-                self.registry.update(status, output)
-                self.check_status = status
+            self._update(status, output)
         except NotRegistered:
             self.log.warning("agent does not know the service, registering again",
                              id=self.service.id)
@@ -239,7 +313,11 @@ class ConsulDiscovery(Discovery):
         if isinstance(error, NotRegistered):
             self.log.warning("agent does not know the service, registering again",
                              id=self.service.id)
-        elif self.consul_ok:
+        else:
+            self._unavailable(error)
+
+    def _unavailable(self, error: BaseException | None) -> None:
+        if self.consul_ok:
             self.consul_ok = False
             self.log.warning("consul unavailable, retrying", error=str(error))
 
@@ -248,21 +326,53 @@ class ConsulDiscovery(Discovery):
             self.consul_ok = True
             self.log.info("consul available again")
 
-    def _deregister(self) -> None:
+    # -- the leave thread ----------------------------------------------------
+    def _leaver(self) -> None:
+        """Started with the worker, so a stop starts no thread; its connection
+        is opened once the service is registered, so a stop opens none."""
         from svcwrap.registry import ConsulUnavailable
 
         assert self.registry is not None
+        self.stage.wait()
+        if not self.leaving.is_set():
+            try:
+                self.registry.prepare_stop()
+            except ConsulUnavailable:
+                pass  # the stop connects then
+            self.leaving.wait()
+        if not self.must_deregister:
+            return  # never registered: nothing to take back
         try:
-            with self.consul_lock:
-                gone = self.registry.deregister()
-            if gone:
-                self.log.info("deregistered", id=self.service.id)
-            else:
-                self.log.info("already deregistered", id=self.service.id)
-        except ConsulUnavailable as err:
-            self.log.warning("deregister failed; the TTL check will expire", error=str(err))
+            gone = self._deregister()
+            if self.raced:
+                # A registration was on its way: once it has landed (or
+                # failed), take it back too.
+                self.flight_done.wait()
+                gone = self._deregister() or gone
+            self.log.info("deregistered" if gone else "already deregistered",
+                          id=self.service.id)
+        except Exception as err:  # never take the service down with us
+            self.log.error("deregistration stopped", error=f"{type(err).__name__}: {err}")
         finally:
             self.state = "stopped"
             self.left.set()
             if self.supervisor is not None:
                 self.supervisor.wake()
+
+    def _deregister(self) -> bool:
+        """Until the agent answers: past the leave timeout too, until svcwrap
+        exits, so a slow agent still drops the entry before its TTL would."""
+        from svcwrap.registry import ConsulUnavailable
+
+        assert self.registry is not None
+        pause = 0.05
+        while True:
+            try:
+                return self.registry.deregister()
+            except ConsulUnavailable as err:
+                # Not "failed": a call that timed out may well have been
+                # processed; only the agent's answer says so.
+                if pause == 0.05:
+                    self.log.warning("deregistration not confirmed, retrying", error=str(err))
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)

@@ -1,29 +1,32 @@
 """Everything that talks to Consul: register, report check status, deregister.
 
 Runs only on svcwrap's worker threads, never on the supervisor's. Every call
-has a short timeout. Errors become two exception types the lifecycle acts
+goes through consul_http.AgentHTTP: one overall deadline per call, a small
+cap on every answer. Errors become two exception types the lifecycle acts
 on: NotRegistered (the agent has forgotten us: register again) and
 ConsulUnavailable (down, slow, erroring or refusing: retry later). Neither
 message ever contains the ACL token: it travels in the X-Consul-Token
-header, never in a URL.
+header, and every text from the agent is redacted before it is shown.
+
+The agent's HTTP API is called directly rather than through py-consul:
+importing the `consul` package imports requests, urllib3 and
+importlib.metadata (about 130 ms of CPU and 200 modules per instance, paid by
+every one of 300 containers), its HTTP client has per-read timeouts only,
+and svcwrap uses three endpoints whose bodies are a few lines to build.
 """
 from __future__ import annotations
 
 import json
+import os
 import socket
 
-import consul
-import requests
-from consul.callback import CB
+from svcwrap.config import ConsulConfig, HealthConfig, Secret, ServiceConfig, format_duration
+from svcwrap.consul_http import AgentHTTP, ConsulUnavailable, Response
 
-from svcwrap.config import ConsulConfig, HealthConfig, ServiceConfig, format_duration
+CALL_TIMEOUT = 2.0    # any one call to the agent, overall (the agent is local: it answers in ms)
+MAX_ANSWER = 16 * 1024  # the agent answers writes with an empty body or one line of text
 
-CALL_TIMEOUT = 2.0   # any one call to the agent (the agent is local: it answers in ms)
-LEAVE_TIMEOUT = 1.0  # deregistration on stop, which holds up the child's stop signal
-
-
-class ConsulUnavailable(Exception):
-    """Consul could not be reached or refused the call; worth retrying."""
+__all__ = ["ConsulUnavailable", "NotRegistered", "Registry"]
 
 
 class NotRegistered(Exception):
@@ -38,112 +41,139 @@ class Registry:
         self.health = health
         self.notes = notes
         self.check_id = f"service:{service.id}"
-        self.address = advertised_address(service.address, consul_config.host,
-                                          consul_config.port)
-        # Two clients (two HTTP sessions): the deregistration on stop must not
-        # queue behind a heartbeat stuck on a slow agent.
-        self.client = self._client(CALL_TIMEOUT)
-        self.stop_client = self._client(LEAVE_TIMEOUT)
-
-    def _client(self, timeout: float) -> consul.Consul:
-        c = self.config
-        host = f"[{c.host}]" if ":" in c.host else c.host
-        # Everything is passed explicitly: py-consul would otherwise read some
-        # CONSUL_* variables itself, differently from Consul's own client
-        # (e.g. CONSUL_HTTP_SSL_VERIFY=1 would turn verification off).
-        client = consul.Consul(host=host, port=c.port, scheme=c.scheme, verify=c.verify,
-                               cert=c.cert, connections_timeout=timeout)
-        client.token = c.token.reveal() or None  # py-consul lets CONSUL_HTTP_TOKEN override
-        if c.tls_server_name:
-            client.http.session.mount("https://", ServerNameAdapter(c.tls_server_name))
-        return client
+        self.address = advertised_address(service.address, consul_config)
+        # Two connections: the deregistration on stop must never queue behind
+        # a heartbeat stuck on a slow agent. Each is used by one thread only.
+        self.http = AgentHTTP(consul_config)
+        self.stop_http = AgentHTTP(consul_config)
+        self.old_tokens: list[str] = []  # rotated-out tokens, still redacted
 
     @property
     def url(self) -> str:
         return self.config.base_url
 
-    def register(self) -> None:
-        """Register the service and its TTL check, replacing any older definition."""
-        check = consul.Check.ttl(format_duration(self.health.ttl))
-        check.update({
+    def register(self, status: str, output: str) -> None:
+        """Register the service and its TTL check (with `status`, so a
+        re-registration never claims passing for a failing service), replacing
+        any older definition."""
+        check = {
             "CheckID": self.check_id,
             "Name": f"svcwrap TTL check for {self.service.name}",
             "Notes": self.notes,
-            "Status": "passing",
-        })
+            "TTL": format_duration(self.health.ttl),
+            "Status": status,
+        }
         if self.health.deregister_after > 0:
             check["DeregisterCriticalServiceAfter"] = format_duration(self.health.deregister_after)
-        done = self._call(self.client.agent.service.register, name=self.service.name,
-                          service_id=self.service.id, address=self.address,
-                          port=self.service.port, tags=self.service.tags,
-                          meta=self.service.meta or None, check=check,
-                          replace_existing_checks=True)
-        if not done:  # py-consul turns a 404 into False: not an agent we understand
-            raise ConsulUnavailable(f"Consul at {self.url} answered 404 to the registration")
+        body: dict = {"Name": self.service.name, "ID": self.service.id,
+                      "Tags": self.service.tags, "Check": check}
+        if self.address:
+            body["Address"] = self.address
+        if self.service.port is not None:
+            body["Port"] = self.service.port
+        if self.service.meta:
+            body["Meta"] = self.service.meta
+        answer = self._call(self.http, "PUT", "/v1/agent/service/register",
+                            {"replace-existing-checks": "true"}, json.dumps(body).encode())
+        if answer.status != 200:
+            raise ConsulUnavailable(self._answered(answer, "the registration"))
 
     def update(self, status: str, output: str) -> None:
-        """PUT /v1/agent/check/update/:id (py-consul has no wrapper for it)."""
-        headers = {"Content-Type": "application/json"}
-        if self.client.token:
-            headers["X-Consul-Token"] = self.client.token
-        body = json.dumps({"Status": status, "Output": output})
-        try:
-            found = self._call(self.client.http.put, CB.boolean(),
-                               f"/v1/agent/check/update/{self.check_id}", data=body,
-                               headers=headers)
-        except ConsulUnavailable as err:
-            # Consul 1.10 and older answer an unknown check with a 500.
-            if "does not have associated TTL" in str(err):
-                raise NotRegistered(str(err)) from None
-            raise
-        if not found:  # py-consul turns a 404 into False
-            raise NotRegistered(f"404 unknown check {self.check_id}")
+        """PUT /v1/agent/check/update/:id."""
+        answer = self._call(self.http, "PUT", f"/v1/agent/check/update/{self.check_id}", None,
+                            json.dumps({"Status": status, "Output": output}).encode())
+        if answer.status == 200:
+            return
+        text = self._answered(answer, "the status update")
+        # 404 from 1.11 on; before, a 500: "Unknown check" with ACLs, "does
+        # not have associated TTL" without (reference §4.3). All mean "not registered".
+        if answer.status == 404 or (answer.status == 500 and (
+                "Unknown check" in text or "does not have associated TTL" in text)):
+            raise NotRegistered(text)
+        raise ConsulUnavailable(text)
 
-    def deregister(self) -> bool:
+    def prepare_stop(self) -> None:
+        """Open the stop connection ahead of time, so a stop costs one request."""
+        self.stop_http.connect(CALL_TIMEOUT)
+
+    def deregister(self, deadline: float = CALL_TIMEOUT) -> bool:
         """Remove the service; False if the agent did not know it (404)."""
-        return bool(self._call(self.stop_client.agent.service.deregister, self.service.id))
+        answer = self._call(self.stop_http, "PUT",
+                            f"/v1/agent/service/deregister/{self.service.id}", None, None,
+                            deadline)
+        if answer.status in (200, 404):
+            return answer.status == 200
+        # <= 1.10 with ACLs answers an unknown ID with 500 `Unknown service` (§3).
+        text = self._answered(answer, "the deregistration")
+        if answer.status == 500 and "Unknown service" in text:
+            return False
+        raise ConsulUnavailable(text)
 
-    def _call(self, method, *args, **kwargs):
+    def _call(self, http: AgentHTTP, method: str, path: str, params: dict | None,
+              body: bytes | None, deadline: float = CALL_TIMEOUT) -> Response:
         try:
-            return method(*args, **kwargs)
-        except requests.RequestException as err:
-            raise ConsulUnavailable(f"cannot reach Consul at {self.url}: {why(err)}") from None
-        except consul.ConsulException as err:
-            # py-consul's messages are "<status> <agent's plain-text body>".
-            text = " ".join(str(err).split())[:300]
-            raise ConsulUnavailable(f"Consul at {self.url} answered {text}") from None
+            answer = http.request(method, path, params=params, body=body, deadline=deadline,
+                                  max_body=MAX_ANSWER)
+            if answer.status == 403 and self.reread_token():
+                # A rotated token: try once more with the new one at once.
+                answer = http.request(method, path, params=params, body=body,
+                                      deadline=deadline, max_body=MAX_ANSWER)
+        except ConsulUnavailable as err:
+            raise ConsulUnavailable(f"cannot reach Consul at {self.url}: "
+                                    f"{self.redact(str(err))}") from None
+        return answer
+
+    def reread_token(self) -> bool:
+        """On a 403: read the token file again; True if the token changed."""
+        path = self.config.token_file
+        if not path:
+            return False
+        try:
+            with open(path, encoding="utf-8") as f:
+                token = f.read().strip()
+        except OSError:
+            return False
+        old = self.config.token.reveal()
+        if not token or token == old:
+            return False
+        self.old_tokens.append(old)
+        self.config.token = Secret(token)  # both connections read it per request
+        return True
+
+    def _answered(self, answer: Response, what: str) -> str:
+        text = " ".join(answer.text.split())[:300]
+        return f"Consul at {self.url} answered {answer.status} to {what}: {self.redact(text)}"
+
+    def redact(self, text: str) -> str:
+        """An agent's text may echo the request: never let it show the token."""
+        for secret in (self.config.token.reveal(), *self.old_tokens):
+            if secret:
+                text = text.replace(secret, "<redacted>")
+        return "".join(c if c.isprintable() else "?" for c in text)
 
 
-def why(err: requests.RequestException) -> str:
-    """A short reason for a failed call: requests' own messages run to
-    several hundred characters of connection-pool detail."""
-    text = str(err)
-    for reason in ("Connection refused", "timed out", "Name or service not known",
-                   "No route to host", "Connection reset", "certificate verify failed"):
-        if reason in text:
-            return f"{type(err).__name__} ({reason})"
-    return type(err).__name__
+def token_file_warning(path: str) -> str | None:
+    """Why a token file is exposed (readable by group/others, another owner), or None."""
+    if not path:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    problems = []
+    if st.st_mode & 0o077:
+        problems.append(f"readable by group or others (mode {st.st_mode & 0o777:o})")
+    if st.st_uid != os.geteuid():
+        problems.append(f"owned by uid {st.st_uid}, not {os.geteuid()}")
+    return "token file " + " and ".join(problems) if problems else None
 
 
-class ServerNameAdapter(requests.adapters.HTTPAdapter):
-    """CONSUL_TLS_SERVER_NAME: the name to send (SNI) and to verify, when it
-    differs from the host in the address."""
-
-    def __init__(self, server_name: str) -> None:
-        self.server_name = server_name
-        super().__init__()
-
-    def init_poolmanager(self, *args, **kwargs):
-        kwargs["server_hostname"] = self.server_name
-        kwargs["assert_hostname"] = self.server_name
-        return super().init_poolmanager(*args, **kwargs)
-
-
-def advertised_address(setting: str, consul_host: str, consul_port: int) -> str | None:
+def advertised_address(setting: str, consul: ConsulConfig) -> str | None:
     """The Address to register, or None to let Consul use its node's address.
 
     auto: the source address the kernel would use to reach the agent; a
-    loopback one means the agent is local, so its node address is right.
+    loopback one (or a unix socket) means the agent is local, so its node
+    address is right.
     """
     if setting.startswith("iface:"):
         import psutil
@@ -157,8 +187,10 @@ def advertised_address(setting: str, consul_host: str, consul_port: int) -> str 
         raise ValueError(f"--address: interface {name!r} has no IP address")
     if setting != "auto":
         return setting
+    if consul.scheme == "unix":
+        return None
     try:
-        family, _, _, _, sockaddr = socket.getaddrinfo(consul_host, consul_port,
+        family, _, _, _, sockaddr = socket.getaddrinfo(consul.host, consul.port,
                                                        type=socket.SOCK_DGRAM)[0]
         with socket.socket(family, socket.SOCK_DGRAM) as probe:
             probe.connect(sockaddr)  # UDP: picks a route, sends nothing

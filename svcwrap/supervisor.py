@@ -302,6 +302,12 @@ class Supervisor:
             self.send(self.stop_signal_for(signo))
 
     def begin_stop(self, discovery: Discovery, reason: str, signo: int) -> None:
+        # Reap first. sigtimedwait() hands out the lowest-numbered pending
+        # signal first, so a SIGCHLD saying the child has just been stopped
+        # (^Z, SIGTSTP) may still wait behind this SIGTERM (15 < 17); not
+        # knowing, we would send the stop signal without SIGCONT and the
+        # stopped child would be SIGKILLed at --stop-timeout (issue 14).
+        self.reap(discovery)
         if self.phase != "running":
             return
         self.log.debug("stopping", reason=reason)

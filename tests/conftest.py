@@ -56,3 +56,10 @@ def wrap_pid1() -> Iterator[Launcher]:
 def svc(consul, tmp_path) -> Service:
     """A wrapped test service with its own name, ID and port, for the Consul under test."""
     return Service(consul, tmp_path)
+
+
+@pytest.fixture
+def double_svc(consul_double, tmp_path) -> Service:
+    """Like svc, but always on the in-repo double (fault injection: .consul.double); skips
+    against a real agent."""
+    return Service(consul_double, tmp_path)

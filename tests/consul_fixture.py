@@ -8,6 +8,13 @@ Import from ``tests/conftest.py`` with ``from tests.consul_fixture import *``.
   constants (``dcsa_min=1.0``, ``reap_interval=0.25``) and stops it afterwards.
 * ``consul_double``: the same object, but skips when a real agent is configured, so ``.double``
   (the fault-injection handle) is never None.
+* ``manual_double``: a double whose clock moves only on ``.clock.advance(seconds)``, with Consul's
+  own constants (``dcsa_min`` 1m, ``reap_interval`` 30s): for contract tests about timing, which
+  then take no real time. A few tests keep the real clock, to prove that it is wired.
+* ``started_double(**options)``: a context manager for a double started with other options
+  (ACLs, ``legacy``, a host); skips when a real agent is configured.
+* ``ttl_service(...)`` / ``register_ttl_service(cut, ...)``: the one way the contract tests
+  register "web-1 with a TTL check"; ``web_1`` is a fixture: that service, registered, passing.
 * ``wait_until(predicate, timeout=5.0, interval=0.01, message="")``: poll until truthy.
 """
 from __future__ import annotations
@@ -18,13 +25,15 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 
 import pytest
 
 from tests.consul_double import DoubleHandle, start
 
-__all__ = ["ConsulUnderTest", "consul", "consul_double", "wait_until",
+__all__ = ["ConsulUnderTest", "ManualClock", "consul", "consul_double", "manual_double", "web_1",
+           "started_double", "ttl_service", "register_ttl_service", "wait_until",
            "FAST_DCSA_MIN", "FAST_REAP_INTERVAL", "REAL_AGENT_ENV", "REAL_TOKEN_ENV"]
 
 REAL_AGENT_ENV = "SVCWRAP_TEST_CONSUL_ADDR"
@@ -33,6 +42,7 @@ FAST_DCSA_MIN = 1.0
 FAST_REAP_INTERVAL = 0.25
 REAL_DCSA_MIN = 60.0
 REAL_REAP_INTERVAL = 30.0
+REGISTER = "/v1/agent/service/register"
 
 T = TypeVar("T")
 
@@ -54,12 +64,30 @@ def wait_until(predicate: Callable[[], T], timeout: float = 5.0, interval: float
         time.sleep(interval)
 
 
+class ManualClock:
+    """A monotonic clock that moves only when told to; ``advance`` then lets the double act on
+    every deadline passed (TTL expiry, reaper, deferred output) before it returns."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.double: Optional[DoubleHandle] = None
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        assert self.double is not None, "ManualClock.double is set by started_double()"
+        self.double.state.tick()
+
+
 class ConsulUnderTest:
     """The agent a test talks to, with small urllib-only HTTP helpers."""
 
     def __init__(self, addr: str, double: Optional[DoubleHandle], dcsa_min: float, reap_interval: float,
-                 token: Optional[str] = None) -> None:
+                 token: Optional[str] = None, clock: Optional[ManualClock] = None) -> None:
         self.addr = addr
+        self.clock = clock
         self.url = "http://" + addr
         self.double = double
         self.dcsa_min = dcsa_min
@@ -156,3 +184,52 @@ def consul_double(consul: ConsulUnderTest) -> ConsulUnderTest:
     if consul.double is None:
         pytest.skip("fault injection needs the in-repo double; %s points at a real agent" % REAL_AGENT_ENV)
     return consul
+
+
+@contextmanager
+def started_double(**options: Any) -> Iterator[ConsulUnderTest]:
+    """A double started with ``options`` (see ``tests.consul_double.start``): FAST constants unless
+    given. Skips when a real agent is configured: such a double cannot be one."""
+    if _real_agent():
+        pytest.skip("needs a double started with %s; %s points at a real agent"
+                    % (", ".join(sorted(options)) or "its defaults", REAL_AGENT_ENV))
+    options.setdefault("dcsa_min", FAST_DCSA_MIN)
+    options.setdefault("reap_interval", FAST_REAP_INTERVAL)
+    tokens = list(options.get("acl_tokens", ()))
+    double = start(**options)
+    if isinstance(options.get("clock"), ManualClock):
+        options["clock"].double = double
+    try:
+        yield ConsulUnderTest(double.addr, double, options["dcsa_min"], options["reap_interval"],
+                              token=tokens[0] if tokens else None, clock=options.get("clock"))
+    finally:
+        double.stop()
+
+
+@pytest.fixture
+def manual_double() -> Iterator[ConsulUnderTest]:
+    """The double on a :class:`ManualClock` (``.clock``), with Consul's own 1m floor and 30s reaper."""
+    clock = ManualClock()
+    with started_double(dcsa_min=REAL_DCSA_MIN, reap_interval=REAL_REAP_INTERVAL, clock=clock) as cut:
+        yield cut
+
+
+def ttl_service(sid: str = "web-1", name: str = "web", ttl: Any = "10s",
+                service: Optional[Dict[str, Any]] = None, **check: Any) -> Dict[str, Any]:
+    """A registration body: service ``sid`` named ``name`` with one TTL check; ``check`` adds
+    fields to the check (Status, DeregisterCriticalServiceAfter, ...), ``service`` to the service."""
+    return {"Name": name, "ID": sid, **(service or {}), "Check": {"TTL": ttl, **check}}
+
+
+def register_ttl_service(cut: ConsulUnderTest, sid: str = "web-1", name: str = "web", ttl: Any = "10s",
+                         service: Optional[Dict[str, Any]] = None, **check: Any) -> str:
+    """Register :func:`ttl_service` (asserting Consul's 200 and empty body); return the check ID."""
+    assert cut.put(REGISTER, ttl_service(sid, name, ttl, service, **check)) == (200, "")
+    return "service:" + sid
+
+
+@pytest.fixture
+def web_1(consul: ConsulUnderTest) -> str:
+    """The agent under test with service web-1 (name web) registered, its TTL check (1h: it does
+    not expire during a test) passing; the value is the check ID, service:web-1."""
+    return register_ttl_service(consul, ttl="1h", Status="passing")

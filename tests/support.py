@@ -4,10 +4,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import psutil
 import pytest
@@ -41,38 +45,52 @@ def program(name: str, *args: object) -> list[str]:
 
 
 class Wrapped:
-    """svcwrap running under test; .pid is svcwrap's own PID as seen from here."""
+    """svcwrap running under test; .pid is svcwrap's own PID as seen from here.
+
+    As PID 1, svcwrap is the one child that `unshare --fork` starts, and
+    unshare exits with svcwrap's status: waiting on unshare is waiting on
+    svcwrap. Its PID is looked up only when a test needs it, so a svcwrap
+    that has already exited is never waited for (issue 14)."""
 
     def __init__(self, args: list[str], *, pid1: bool, **popen: object) -> None:
         self.pid1 = pid1
         popen.setdefault("stderr", subprocess.PIPE)
         popen.setdefault("cwd", str(REPO))
         self.proc = subprocess.Popen((PID1 if pid1 else []) + SVCWRAP + args, **popen)
-        self.pid = self.proc.pid
-        if pid1:  # svcwrap is the (only) child that unshare forks
-            self.pid = wait_until(self._unshare_child, message="svcwrap inside unshare")
+        self._pid: int | None = None if pid1 else self.proc.pid
         self._stderr = ""
         self._done = False
 
+    @property
+    def pid(self) -> int:
+        if self._pid is None:
+            found = wait_until(self._unshare_child, message="svcwrap inside unshare")
+            if found < 0:  # as os.kill() says of a process that is gone
+                raise ProcessLookupError(f"svcwrap has already exited ({self.proc.returncode})")
+            self._pid = found
+        return self._pid
+
     def _unshare_child(self) -> int:
+        """svcwrap's PID (unshare's child; before its exec it has unshare's
+        command line, which names svcwrap too), or -1 once unshare is gone."""
         try:
             for child in psutil.Process(self.proc.pid).children():
                 if "svcwrap" in " ".join(child.cmdline()):
                     return child.pid
         except psutil.Error:
             pass
-        return 0
+        return -1 if self.proc.poll() is not None else 0
 
     def kill(self, signo: int) -> None:
         os.kill(self.pid, signo)
 
     def wait(self, timeout: float = 10.0) -> int:
+        """svcwrap's exit status; on timeout svcwrap (not only unshare) is killed."""
         try:
-            code = self.proc.wait(timeout)
+            return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            self.close()
             raise
-        return code
 
     def stderr_so_far(self) -> str:
         """What svcwrap has logged until now, without waiting for it to exit."""
@@ -94,16 +112,19 @@ class Wrapped:
     def children(self) -> list[psutil.Process]:
         try:
             return psutil.Process(self.pid).children()
-        except psutil.Error:
+        except (psutil.Error, ProcessLookupError):
             return []
 
     def close(self) -> None:
-        """SIGKILL svcwrap (as PID 1 that ends its whole namespace; killing
-        unshare alone would leave svcwrap running) and anything it started."""
+        """SIGKILL svcwrap and anything it started. As PID 1 that ends its
+        whole namespace; killing unshare alone would leave svcwrap running."""
         if self.proc.poll() is None:
+            pid = self._pid
+            if pid is None:
+                pid = wait_until(self._unshare_child, message="svcwrap inside unshare")
             if not self.pid1:  # as PID 1, killing svcwrap ends its whole namespace
                 try:
-                    descendants = psutil.Process(self.pid).children(recursive=True)
+                    descendants = psutil.Process(pid).children(recursive=True)
                 except psutil.Error:
                     descendants = []
                 for proc in descendants:
@@ -111,12 +132,108 @@ class Wrapped:
                         proc.kill()
                     except psutil.Error:
                         pass
-            for pid in (self.pid, self.proc.pid):
-                try:
+            try:
+                if pid > 0:
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            self.proc.wait(10)
+            except ProcessLookupError:
+                pass
+            try:  # unshare reaps svcwrap and exits (killed with it, it would leave a zombie)
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+CGROUPS = Path("/sys/fs/cgroup")
+
+
+@contextmanager
+def frozen(pid: int) -> Iterator[None]:
+    """Keep process pid from running (the cgroup freezer) while the body
+    sends it signals: they all pend, and it finds them together once thawed.
+    SIGSTOP cannot do this for svcwrap: the SIGCONT that resumes it would be
+    forwarded to the child like any other signal. Skips where no freezer
+    can be used (cgroup v2 cgroup.freeze, or the v1 freezer controller)."""
+    v2 = (CGROUPS / "cgroup.controllers").exists()
+    parent = CGROUPS if v2 else CGROUPS / "freezer"
+    group = parent / f"svcwrap-test-{os.getpid()}-{pid}"
+    try:
+        group.mkdir()
+        (group / "cgroup.procs").write_text(str(pid))
+    except OSError as err:
+        if group.exists():
+            group.rmdir()
+        pytest.skip(f"no cgroup freezer to use here: {err}")
+    knob, freeze, thaw = ("cgroup.freeze", "1", "0") if v2 else ("freezer.state", "FROZEN", "THAWED")
+
+    def is_frozen() -> bool:
+        if v2:
+            return "frozen 1" in (group / "cgroup.events").read_text()
+        return (group / knob).read_text().strip() == "FROZEN"
+
+    try:
+        (group / knob).write_text(freeze)
+        wait_until(is_frozen, message=f"process {pid} frozen")
+        yield
+    finally:
+        (group / knob).write_text(thaw)
+        try:
+            (parent / "cgroup.procs").write_text(str(pid))
+        except OSError:
+            pass  # already gone
+        wait_until(lambda: not (group / "cgroup.procs").read_text().strip(),
+                   message="test cgroup empty")
+        group.rmdir()
+
+
+def pending_signals(pid: int) -> set[int]:
+    """Process-directed signals pending for pid (ShdPnd in /proc/PID/status)."""
+    with open(f"/proc/{pid}/status") as f:
+        mask = int(next(line for line in f if line.startswith("ShdPnd:")).split()[1], 16)
+    return {n for n in range(1, 65) if mask & (1 << (n - 1))}
+
+
+class HeldProxy:
+    """A TCP proxy to host:port that holds what clients send until release():
+    a test can then act while it knows a request is on its way (.holding)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.addr = "127.0.0.1:%d" % self.server.getsockname()[1]
+        self.holding = threading.Event()
+        self.released = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+                agent = socket.create_connection(self.upstream, timeout=10)
+            except OSError:
+                return
+            for src, dst, held in ((client, agent, True), (agent, client, False)):
+                threading.Thread(target=self._pump, args=(src, dst, held), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, held: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if held:
+                    self.holding.set()
+                    self.released.wait()
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                sock.close()
+
+    def release(self) -> None:
+        self.released.set()
+
+    def close(self) -> None:
+        self.released.set()
+        self.server.close()
 
 
 def skip_unless_pid1() -> None:

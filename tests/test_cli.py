@@ -54,7 +54,7 @@ BAD = [
     (["--name", "web", "--meta", "consul-x=1", "--", "true"], {}, "reserved prefix consul-"),
     (["--name", "web", "--address", "0.0.0.0", "--", "true"], {}, "--address: 0.0.0.0 is not an address"),
     (["--name", "web", "--address", "nowhere", "--", "true"], {}, "--address: 'nowhere' is not auto"),
-    (["--name", "web", "--consul", "unix:///run/consul.sock", "--", "true"], {}, "--consul: unix:// sockets"),
+    (["--name", "web", "--consul", "unix://run/consul.sock", "--", "true"], {}, "--consul: 'unix://run/consul.sock': give unix:///absolute/path"),
     (["--name", "web", "--consul", "ftp://x:1", "--", "true"], {}, "unknown protocol scheme 'ftp'"),
     (["--name", "web", "--", "true"], {"CONSUL_HTTP_ADDR": "host:port"}, "CONSUL_HTTP_ADDR: 'port' is not a port"),
     (["--name", "web", "--", "true"], {"CONSUL_CLIENT_CERT": "/etc/hostname"},

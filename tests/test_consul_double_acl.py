@@ -4,10 +4,9 @@ from __future__ import annotations
 import pytest
 
 from tests.consul_double import start
-from tests.consul_fixture import ConsulUnderTest
+from tests.consul_fixture import REGISTER as REG, ConsulUnderTest, ttl_service
 
-REG = "/v1/agent/service/register"
-SVC = {"Name": "web", "Check": {"TTL": "1h", "Status": "passing"}}
+SVC = ttl_service("web", ttl="1h", Status="passing")
 
 
 @pytest.fixture

@@ -6,15 +6,9 @@ import time
 import pytest
 
 from tests.consul_double import start
-from tests.consul_fixture import ConsulUnderTest, wait_until
+from tests.consul_fixture import REGISTER as REG, ConsulUnderTest, register_ttl_service as register, wait_until
 
-REG = "/v1/agent/service/register"
 UNKNOWN_CHECK = 'Unknown check ID "nope". Ensure that the check ID is passed, not the check name.'
-
-
-def register(cut, ttl="10s", sid="web-1", **check):
-    assert cut.put(REG, {"Name": "web", "ID": sid, "Check": {"TTL": ttl, **check}}) == (200, "")
-    return "service:" + sid
 
 
 def check(cut, cid="service:web-1"):
@@ -22,9 +16,8 @@ def check(cut, cid="service:web-1"):
 
 
 # ---------------------------------------------------------------- §3 deregister
-def test_deregister_removes_service_and_its_checks(consul):
+def test_deregister_removes_service_and_its_checks(consul, web_1):
     """§3: 200; the service and all its checks are removed."""
-    register(consul)
     assert consul.put("/v1/agent/service/deregister/web-1") == (200, "")
     assert consul.services() == {} and consul.checks() == {}
 
@@ -35,9 +28,8 @@ def test_deregister_unknown_id_is_404_with_hint(consul):
         404, 'Unknown service ID "nope". Ensure that the service ID is passed, not the service name.')
 
 
-def test_deregister_by_name_instead_of_id_is_404(consul):
+def test_deregister_by_name_instead_of_id_is_404(consul, web_1):
     """§3: the ID is needed, not the name."""
-    register(consul)
     assert consul.put("/v1/agent/service/deregister/web")[0] == 404
 
 
@@ -72,33 +64,29 @@ def test_note_becomes_output_not_notes(consul):
     assert (c["Output"], c["Notes"]) == ("all good", "keep me")
 
 
-def test_pass_without_note_clears_output(consul):
+def test_pass_without_note_clears_output(consul, web_1):
     """§4.1: no note → empty Output."""
-    cid = register(consul)
-    consul.put("/v1/agent/check/pass/%s?note=x" % cid)
-    consul.put("/v1/agent/check/pass/%s" % cid)
+    consul.put("/v1/agent/check/pass/%s?note=x" % web_1)
+    consul.put("/v1/agent/check/pass/%s" % web_1)
     assert check(consul)["Output"] == ""
 
 
-def test_update_sets_status_and_output(consul):
+def test_update_sets_status_and_output(consul, web_1):
     """§4.2: PUT update with {"Status","Output"}."""
-    cid = register(consul)
-    assert consul.put("/v1/agent/check/update/" + cid, {"Status": "warning", "Output": "meh"}) == (200, "")
+    assert consul.put("/v1/agent/check/update/" + web_1, {"Status": "warning", "Output": "meh"}) == (200, "")
     c = check(consul)
     assert (c["Status"], c["Output"]) == ("warning", "meh")
 
 
 @pytest.mark.parametrize("body,shown", [({"Status": "ok"}, "ok"), ({"Output": "x"}, "")])
-def test_update_with_bad_or_missing_status_is_400(consul, body, shown):
+def test_update_with_bad_or_missing_status_is_400(consul, web_1, body, shown):
     """§4.2: any other Status, including a missing one → 400 Invalid check status: '<v>'."""
-    cid = register(consul)
-    assert consul.put("/v1/agent/check/update/" + cid, body) == (400, "Invalid check status: '%s'" % shown)
+    assert consul.put("/v1/agent/check/update/" + web_1, body) == (400, "Invalid check status: '%s'" % shown)
 
 
-def test_update_with_unknown_body_key_is_400(consul):
+def test_update_with_unknown_body_key_is_400(consul, web_1):
     """§4.2: unknown body keys → 400 decode error."""
-    cid = register(consul)
-    assert consul.put("/v1/agent/check/update/" + cid, {"Status": "passing", "Notes": "x"}) == (
+    assert consul.put("/v1/agent/check/update/" + web_1, {"Status": "passing", "Notes": "x"}) == (
         400, 'Request decode failed: json: unknown field "Notes"')
 
 
@@ -134,10 +122,9 @@ def test_legacy_unknown_check_is_500_unknown_check_with_acls():
         assert cut.put("/v1/agent/check/pass/nope") == (500, 'Unknown check "nope"')
 
 
-def test_long_output_is_truncated_with_capture_note(consul):
+def test_long_output_is_truncated_with_capture_note(consul, web_1):
     """§0.9/§4.4: output > 4096 bytes → first 4096 bytes + " ... (captured 4096 of N bytes)"."""
-    cid = register(consul)
-    consul.put("/v1/agent/check/update/" + cid, {"Status": "passing", "Output": "x" * 5000})
+    consul.put("/v1/agent/check/update/" + web_1, {"Status": "passing", "Output": "x" * 5000})
     assert check(consul)["Output"] == "x" * 4096 + " ... (captured 4096 of 5000 bytes)"
 
 
@@ -166,62 +153,73 @@ def test_agent_wide_output_max_size_is_configurable():
 
 
 # ---------------------------------------------------------------- §5 TTL expiry
-def test_ttl_expiry_turns_check_critical_with_ttl_expired(consul_double):
+def test_ttl_expiry_turns_check_critical_with_ttl_expired(manual_double):
     """§5: on expiry status → critical, Output "TTL expired" when no output was ever given."""
-    register(consul_double, ttl="300ms", Status="passing")
-    c = wait_until(lambda: (lambda c: c if c["Status"] == "critical" else None)(check(consul_double)), 3)
-    assert c["Output"] == "TTL expired"
+    register(manual_double, ttl="300ms", Status="passing")
+    manual_double.clock.advance(0.3)
+    c = check(manual_double)
+    assert (c["Status"], c["Output"]) == ("critical", "TTL expired")
 
 
-def test_ttl_expiry_keeps_the_last_output(consul_double):
+def test_ttl_expiry_keeps_the_last_output(manual_double):
     """§5: Output "TTL expired (last output before timeout follows): <o>"."""
-    cid = register(consul_double, ttl="300ms")
-    consul_double.put("/v1/agent/check/pass/%s?note=fine" % cid)
-    c = wait_until(lambda: (lambda c: c if c["Status"] == "critical" else None)(check(consul_double)), 3)
-    assert c["Output"] == "TTL expired (last output before timeout follows): fine"
+    cid = register(manual_double, ttl="300ms")
+    manual_double.put("/v1/agent/check/pass/%s?note=fine" % cid)
+    manual_double.clock.advance(0.3)
+    assert check(manual_double)["Output"] == "TTL expired (last output before timeout follows): fine"
 
 
-def test_pass_resets_the_ttl_timer(consul_double):
+def test_pass_resets_the_ttl_timer(manual_double):
     """§5: every update resets the timer to the full TTL."""
-    cid = register(consul_double, ttl="1s")
-    for _ in range(6):  # 6 × 300 ms = 1.8 s, well past one TTL
-        consul_double.put("/v1/agent/check/pass/" + cid)
-        assert check(consul_double)["Status"] == "passing"
-        time.sleep(0.3)
-    assert check(consul_double)["Status"] == "passing"
+    cid = register(manual_double, ttl="1s")
+    for _ in range(5):  # 5 × 900 ms, well past one TTL
+        manual_double.put("/v1/agent/check/pass/" + cid)
+        manual_double.clock.advance(0.9)
+        assert check(manual_double)["Status"] == "passing"
 
 
-def test_pass_after_expiry_goes_straight_back_to_passing(consul_double):
+def test_pass_after_expiry_goes_straight_back_to_passing(manual_double):
     """§5: a pass after expiry → passing again."""
-    cid = register(consul_double, ttl="200ms", Status="passing")
-    wait_until(lambda: check(consul_double)["Status"] == "critical", 3)
-    consul_double.put("/v1/agent/check/pass/" + cid)
-    assert check(consul_double)["Status"] == "passing"
+    cid = register(manual_double, ttl="200ms", Status="passing")
+    manual_double.clock.advance(0.2)
+    assert check(manual_double)["Status"] == "critical"
+    manual_double.put("/v1/agent/check/pass/" + cid)
+    assert check(manual_double)["Status"] == "passing"
 
 
-def test_expiry_is_not_before_the_ttl(consul_double):
+def test_expiry_is_not_before_the_ttl(manual_double):
     """§5: the timer fires after TTL, not earlier."""
+    register(manual_double, ttl="500ms", Status="passing")
+    manual_double.clock.advance(0.499)
+    assert check(manual_double)["Status"] == "passing"
+    manual_double.clock.advance(0.002)
+    assert check(manual_double)["Status"] == "critical"
+
+
+def test_the_ttl_runs_on_the_real_clock(consul_double):
+    """§5: without a manual clock the double's own ticker expires TTLs in real time."""
     t0 = time.monotonic()
-    register(consul_double, ttl="500ms", Status="passing")
+    register(consul_double, ttl="300ms", Status="passing")
     wait_until(lambda: check(consul_double)["Status"] == "critical", 3)
-    assert time.monotonic() - t0 >= 0.5
+    assert time.monotonic() - t0 >= 0.3
 
 
-def test_reregistration_restarts_the_ttl_timer(consul_double):
+def test_reregistration_restarts_the_ttl_timer(manual_double):
     """§2.5: re-registration restarts the TTL with the full duration."""
-    register(consul_double, ttl="1s", Status="passing")
-    time.sleep(0.6)
-    register(consul_double, ttl="1s")
-    time.sleep(0.6)  # 1.2 s after the first registration, 0.6 s after the second
-    assert check(consul_double)["Status"] == "passing"
+    register(manual_double, ttl="1s", Status="passing")
+    manual_double.clock.advance(0.6)
+    register(manual_double, ttl="1s")
+    manual_double.clock.advance(0.6)  # 1.2 s after the first registration, 0.6 s after the second
+    assert check(manual_double)["Status"] == "passing"
 
 
-def test_reregistration_forgets_last_output_for_expiry_text(consul_double):
+def test_reregistration_forgets_last_output_for_expiry_text(manual_double):
     """§2.5/§5: a new TTL runner has no last output, so expiry says just "TTL expired"."""
-    cid = register(consul_double, ttl="300ms")
-    consul_double.put("/v1/agent/check/pass/%s?note=before" % cid)
-    register(consul_double, ttl="300ms")
-    wait_until(lambda: check(consul_double)["Output"] == "TTL expired", 3)
+    cid = register(manual_double, ttl="300ms")
+    manual_double.put("/v1/agent/check/pass/%s?note=before" % cid)
+    register(manual_double, ttl="300ms")
+    manual_double.clock.advance(0.3)
+    assert check(manual_double)["Output"] == "TTL expired"
 
 
 def test_five_hundred_ttl_services_expire_without_trouble(consul_double):
@@ -254,9 +252,8 @@ def test_maintenance_enable_adds_critical_maintenance_check(consul):
         "Service Maintenance Mode", "critical", "upgrading", "web-1", "web")
 
 
-def test_maintenance_without_reason_uses_default_notes(consul):
+def test_maintenance_without_reason_uses_default_notes(consul, web_1):
     """§7: default Notes text."""
-    register(consul)
     consul.put(MAINT + "web-1?enable=true")
     assert consul.checks()["_service_maintenance:web-1"]["Notes"] == (
         "Maintenance mode is enabled for this service, but no reason was provided. This is a default message.")
@@ -271,39 +268,34 @@ def test_maintenance_takes_service_out_of_passing(consul):
     assert consul.passing("web") == []
 
 
-def test_maintenance_disable_removes_the_check(consul):
+def test_maintenance_disable_removes_the_check(consul, web_1):
     """§7: disable removes it; disabling again is a 200 no-op."""
-    register(consul)
     consul.put(MAINT + "web-1?enable=true")
     assert consul.put(MAINT + "web-1?enable=false") == (200, "")
     assert consul.put(MAINT + "web-1?enable=false") == (200, "")
     assert "_service_maintenance:web-1" not in consul.checks()
 
 
-def test_maintenance_enable_twice_is_a_no_op(consul):
+def test_maintenance_enable_twice_is_a_no_op(consul, web_1):
     """§7: enabling twice keeps the first reason."""
-    register(consul)
     consul.put(MAINT + "web-1?enable=true&reason=first")
     consul.put(MAINT + "web-1?enable=true&reason=second")
     assert consul.checks()["_service_maintenance:web-1"]["Notes"] == "first"
 
 
-def test_maintenance_without_enable_is_400(consul):
+def test_maintenance_without_enable_is_400(consul, web_1):
     """§7: enable missing → 400 Missing value for enable."""
-    register(consul)
     assert consul.put(MAINT + "web-1") == (400, "Missing value for enable")
 
 
-def test_maintenance_with_unparseable_enable_is_400(consul):
+def test_maintenance_with_unparseable_enable_is_400(consul, web_1):
     """§7: not a Go bool → 400 Invalid value for enable: "<raw>"."""
-    register(consul)
     assert consul.put(MAINT + "web-1?enable=yes") == (400, 'Invalid value for enable: "yes"')
 
 
 @pytest.mark.parametrize("raw", ["1", "t", "T", "TRUE", "true", "True"])
-def test_maintenance_accepts_go_bool_spellings(consul, raw):
+def test_maintenance_accepts_go_bool_spellings(consul, web_1, raw):
     """§7: ParseBool accepts 1/t/T/TRUE/true/True (py-consul sends True)."""
-    register(consul)
     assert consul.put(MAINT + "web-1?enable=" + raw)[0] == 200
 
 
@@ -324,9 +316,8 @@ def test_legacy_maintenance_on_unknown_service_is_404_no_service_registered():
         assert cut.put(MAINT + "nope?enable=true") == (404, 'No service registered with ID "nope"')
 
 
-def test_ttl_update_on_maintenance_check_is_500(consul):
+def test_ttl_update_on_maintenance_check_is_500(consul, web_1):
     """§7: the maintenance check is not a TTL check."""
-    register(consul)
     consul.put(MAINT + "web-1?enable=true")
     assert consul.put("/v1/agent/check/pass/_service_maintenance:web-1") == (
         500, 'CheckID "_service_maintenance:web-1" does not have associated TTL')

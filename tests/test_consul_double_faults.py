@@ -136,12 +136,14 @@ def test_concurrent_requests_are_served_in_parallel(consul_double):
     """Transport: ThreadingHTTPServer: a blocking query does not block other requests."""
     consul_double.put(REG, {"Name": "web"})
     i = consul_double.request("GET", "/v1/health/service/web")[1]["X-Consul-Index"]
-    t = threading.Thread(target=consul_double.get, args=("/v1/health/service/web?index=%s&wait=1s" % i,))
+    t = threading.Thread(target=consul_double.get, args=("/v1/health/service/web?index=%s&wait=10s" % i,))
     t.start()
     t0 = time.monotonic()
     assert consul_double.get("/v1/status/leader")[0] == 200
     assert time.monotonic() - t0 < 0.5
-    t.join()
+    assert t.is_alive(), "the blocking query was still waiting meanwhile"
+    consul_double.put(REG, {"Name": "web", "Port": 1})  # moves the index: the query returns
+    t.join(5)
 
 
 def test_stop_is_idempotent_and_closes_the_port():

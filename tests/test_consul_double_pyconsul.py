@@ -4,7 +4,6 @@ from __future__ import annotations
 import consul as pyconsul
 import pytest
 
-from tests.consul_fixture import wait_until
 
 
 @pytest.fixture
@@ -87,10 +86,14 @@ def test_maintenance_with_python_bool(client, consul):
     assert consul.checks()["_service_maintenance:web"]["Notes"] == "r"
 
 
-def test_ttl_expiry_observed_through_py_consul(client, consul_double):
-    """§5: the TTL expires after ~1s without heartbeats."""
+def test_ttl_expiry_observed_through_py_consul(manual_double):
+    """§5: the TTL expires 1s after the last heartbeat."""
+    client = pyconsul.Consul(host=manual_double.host, port=manual_double.port)
     client.agent.service.register("web", check=ttl_check("1s", Status="passing"))
-    wait_until(lambda: client.agent.checks()["service:web"]["Status"] == "critical", timeout=3)
+    manual_double.clock.advance(0.9)
+    assert client.agent.checks()["service:web"]["Status"] == "passing"
+    manual_double.clock.advance(0.1)
+    assert client.agent.checks()["service:web"]["Status"] == "critical"
 
 
 def test_status_leader_and_agent_self(client):

@@ -7,14 +7,11 @@ import time
 import pytest
 
 from tests.consul_double import start
-from tests.consul_fixture import ConsulUnderTest, wait_until
-
-REG = "/v1/agent/service/register"
+from tests.consul_fixture import ConsulUnderTest, ManualClock, register_ttl_service, started_double
 
 
-def reg(cut, sid="web-1", name="web", status="passing", **extra):
-    body = {"Name": name, "ID": sid, "Check": {"TTL": "1h", "Status": status}, **extra}
-    assert cut.put(REG, body) == (200, "")
+def reg(cut, sid="web-1", name="web", status="passing", **service):
+    register_ttl_service(cut, sid, name, ttl="1h", service=service, Status=status)
 
 
 def test_agent_services_is_an_object_keyed_by_id(consul):
@@ -33,9 +30,8 @@ def test_agent_services_has_no_index_header(consul):
     assert status == 200 and "X-Consul-Index" not in headers
 
 
-def test_agent_service_by_id_has_content_hash(consul):
+def test_agent_service_by_id_has_content_hash(consul, web_1):
     """§10: GET /v1/agent/service/:id returns the service plus ContentHash and its header."""
-    reg(consul)
     status, headers, _ = consul.request("GET", "/v1/agent/service/web-1")
     body = consul.get("/v1/agent/service/web-1")[1]
     assert status == 200 and body["ID"] == "web-1" and body["ContentHash"] == headers["X-Consul-ContentHash"]
@@ -46,9 +42,8 @@ def test_agent_service_unknown_id_is_404_text(consul):
     assert consul.get("/v1/agent/service/nope") == (404, "unknown service ID: nope")
 
 
-def test_agent_service_hash_blocking_returns_on_change(consul_double):
+def test_agent_service_hash_blocking_returns_on_change(consul_double, web_1):
     """§10/§11: ?hash=&wait= blocks until the definition changes."""
-    reg(consul_double)
     h = consul_double.get("/v1/agent/service/web-1")[1]["ContentHash"]
     threading.Timer(0.2, lambda: reg(consul_double, Port=81)).start()
     t0 = time.monotonic()
@@ -56,9 +51,8 @@ def test_agent_service_hash_blocking_returns_on_change(consul_double):
     assert status == 200 and body["Port"] == 81 and 0.1 < time.monotonic() - t0 < 4
 
 
-def test_agent_checks_shape(consul):
+def test_agent_checks_shape(consul, web_1):
     """§10: GET /v1/agent/checks keyed by CheckID with the documented fields, indexes 0."""
-    reg(consul)
     c = consul.checks()["service:web-1"]
     for k in ("Node", "CheckID", "Name", "Status", "Notes", "Output", "ServiceID", "ServiceName",
               "ServiceTags", "Type", "Interval", "Timeout", "ExposedPort", "Definition"):
@@ -66,18 +60,16 @@ def test_agent_checks_shape(consul):
     assert (c["CreateIndex"], c["ModifyIndex"]) == (0, 0)
 
 
-def test_health_service_entry_shape(consul):
+def test_health_service_entry_shape(consul, web_1):
     """§10: entries are {Node, Service, Checks}; Node.Address 127.0.0.1; empty ServiceAddress stays empty."""
-    reg(consul)
     entry = consul.get("/v1/health/service/web")[1][0]
     assert set(entry) == {"Node", "Service", "Checks"}
     assert entry["Node"]["Address"] == "127.0.0.1" and entry["Service"]["Address"] == ""
     assert entry["Node"]["Datacenter"] == "dc1"
 
 
-def test_health_service_includes_passing_serf_health(consul):
+def test_health_service_includes_passing_serf_health(consul, web_1):
     """§10: every entry has the node check serfHealth, passing, empty ServiceID, ServiceTags []."""
-    reg(consul)
     checks = consul.get("/v1/health/service/web")[1][0]["Checks"]
     serf = [c for c in checks if c["CheckID"] == "serfHealth"][0]
     assert (serf["Name"], serf["Status"], serf["ServiceID"], serf["ServiceTags"]) == (
@@ -128,9 +120,8 @@ def test_tag_filter(consul):
     assert [e["Service"]["ID"] for e in consul.get("/v1/health/service/web?tag=blue")[1]] == ["a"]
 
 
-def test_health_checks_lists_the_service_checks(consul):
+def test_health_checks_lists_the_service_checks(consul, web_1):
     """§10: GET /v1/health/checks/:service."""
-    reg(consul)
     status, checks = consul.get("/v1/health/checks/web")
     assert status == 200 and [c["CheckID"] for c in checks] == ["service:web-1"]
 
@@ -198,9 +189,8 @@ def test_index_grows_on_registration_and_status_change(consul):
     assert i0 < i1 < i2
 
 
-def test_idempotent_pass_does_not_bump_the_index(consul_double):
+def test_idempotent_pass_does_not_bump_the_index(consul_double, web_1):
     """§11: a write that changes nothing returns the same index."""
-    reg(consul_double)
     consul_double.put("/v1/agent/check/pass/service:web-1")
     i1 = index_of(consul_double)
     consul_double.put("/v1/agent/check/pass/service:web-1")
@@ -217,9 +207,8 @@ def test_blocking_query_returns_when_the_index_moves(consul_double):
     assert status == 200 and int(headers["X-Consul-Index"]) > i and 0.2 < time.monotonic() - t0 < 4
 
 
-def test_blocking_query_times_out_with_the_same_index(consul_double):
+def test_blocking_query_times_out_with_the_same_index(consul_double, web_1):
     """§11: when wait runs out the same index comes back."""
-    reg(consul_double)
     i = index_of(consul_double)
     t0 = time.monotonic()
     _, headers, _ = consul_double.request("GET", "/v1/health/service/web?index=%d&wait=300ms" % i)
@@ -237,24 +226,21 @@ def test_bad_wait_is_400(consul):
 
 
 # ---------------------------------------------------------------- §0.10 deferred output sync
-def test_output_change_without_status_change_is_immediate_in_agent_checks(consul):
+def test_output_change_without_status_change_is_immediate_in_agent_checks(consul, web_1):
     """§0.10: /v1/agent/checks shows a new Output at once."""
-    reg(consul)
     consul.put("/v1/agent/check/pass/service:web-1?note=v2")
     assert consul.checks()["service:web-1"]["Output"] == "v2"
 
 
-def test_output_change_without_status_change_reaches_health_late(consul_double):
+def test_output_change_without_status_change_reaches_health_late(consul_double, web_1):
     """§0.10: health/* sees an output-only change only after check_update_interval."""
-    reg(consul_double)
     consul_double.put("/v1/agent/check/pass/service:web-1?note=v2")
     health_output = consul_double.get("/v1/health/checks/web")[1][0]["Output"]
     assert health_output == ""
 
 
-def test_status_change_syncs_output_at_once(consul):
+def test_status_change_syncs_output_at_once(consul, web_1):
     """§0.10: a status change syncs immediately, output included."""
-    reg(consul)
     consul.put("/v1/agent/check/warn/service:web-1?note=slow")
     c = consul.get("/v1/health/checks/web")[1][0]
     assert (c["Status"], c["Output"]) == ("warning", "slow")
@@ -262,8 +248,11 @@ def test_status_change_syncs_output_at_once(consul):
 
 def test_deferred_output_arrives_after_the_update_interval():
     """§0.10: with a short check_update_interval the output reaches health/* later."""
-    with start(check_update_interval=0.3) as d:
-        cut = ConsulUnderTest(d.addr, d, 60, 30)
+    clock = ManualClock()
+    with started_double(check_update_interval=0.3, clock=clock) as cut:
         reg(cut)
         cut.put("/v1/agent/check/pass/service:web-1?note=v2")
-        wait_until(lambda: cut.get("/v1/health/checks/web")[1][0]["Output"] == "v2", timeout=3)
+        clock.advance(0.25)
+        assert cut.get("/v1/health/checks/web")[1][0]["Output"] == ""
+        clock.advance(0.1)
+        assert cut.get("/v1/health/checks/web")[1][0]["Output"] == "v2"

@@ -3,13 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.consul_fixture import wait_until
-
-REG = "/v1/agent/service/register"
-
-
-def ttl_service(sid="web-1", name="web", ttl="10s", **check):
-    return {"Name": name, "ID": sid, "Check": {"TTL": ttl, **check}}
+from tests.consul_fixture import REGISTER as REG, ttl_service, wait_until
 
 
 def test_register_returns_200_with_empty_body(consul):

@@ -17,11 +17,6 @@ def consul_config(env: dict[str, str], *flags: str):
     return config.consul
 
 
-def client_for(env: dict[str, str], *flags: str):
-    config, _ = parse(["--name", "web", *flags, "--", "true"], env)
-    return Registry(config.consul, config.service, config.health, notes="").client
-
-
 def test_without_variables_the_agent_is_127_0_0_1_8500_over_http():
     assert consul_config({}).base_url == "http://127.0.0.1:8500"
 
@@ -52,40 +47,45 @@ def test_consul_http_ssl_true_switches_to_https_even_for_an_http_address():
 @pytest.mark.parametrize("value,verify", [("false", False), ("0", False), ("true", True),
                                           ("1", True)])
 def test_consul_http_ssl_verify_is_a_go_boolean(value, verify):
-    # py-consul itself would turn verification off for "1".
-    assert client_for({"CONSUL_HTTP_SSL_VERIFY": value}).http.verify is verify
+    # py-consul itself would turn verification off for "1"; test_consul_http.py
+    # shows what verification does on a real TLS connection.
+    assert consul_config({"CONSUL_HTTP_SSL_VERIFY": value}).verify is verify
 
 
 def test_consul_cacert_and_capath_become_the_trusted_cas(tmp_path):
     ca = tmp_path / "ca.pem"
     ca.write_text("x")
-    assert client_for({"CONSUL_CACERT": str(ca)}).http.verify == str(ca)
-    assert client_for({"CONSUL_CAPATH": str(tmp_path)}).http.verify == str(tmp_path)
+    assert consul_config({"CONSUL_CACERT": str(ca)}).verify == str(ca)
+    assert consul_config({"CONSUL_CAPATH": str(tmp_path)}).verify == str(tmp_path)
 
 
 def test_client_cert_and_key_are_sent_together(tmp_path):
     env = {"CONSUL_CLIENT_CERT": "/etc/c.pem", "CONSUL_CLIENT_KEY": "/etc/k.pem"}
-    assert client_for(env).http.cert == ("/etc/c.pem", "/etc/k.pem")
+    assert consul_config(env).cert == ("/etc/c.pem", "/etc/k.pem")
 
 
 def test_tls_server_name_is_sent_and_verified_without_its_port():
-    client = client_for({"CONSUL_TLS_SERVER_NAME": "consul.internal:8501",
-                         "CONSUL_HTTP_SSL": "true"})
-    adapter = client.http.session.get_adapter("https://127.0.0.1:8501")
-    assert adapter.poolmanager.connection_pool_kw["server_hostname"] == "consul.internal"
-    assert adapter.poolmanager.connection_pool_kw["assert_hostname"] == "consul.internal"
+    config = consul_config({"CONSUL_TLS_SERVER_NAME": "consul.internal:8501",
+                            "CONSUL_HTTP_SSL": "true"})
+    assert config.tls_server_name == "consul.internal"
 
 
 def test_consul_http_token_is_the_token(tmp_path):
-    assert client_for({"CONSUL_HTTP_TOKEN": "abc"}).token == "abc"
+    assert consul_config({"CONSUL_HTTP_TOKEN": "abc"}).token.reveal() == "abc"
 
 
 def test_a_token_file_wins_over_consul_http_token(tmp_path):
     (tmp_path / "t1").write_text("from-file\n")
     (tmp_path / "t2").write_text("from-flag\n")
     env = {"CONSUL_HTTP_TOKEN": "from-env", "CONSUL_HTTP_TOKEN_FILE": str(tmp_path / "t1")}
-    assert client_for(env).token == "from-file"
-    assert client_for(env, "--token-file", str(tmp_path / "t2")).token == "from-flag"
+    assert consul_config(env).token.reveal() == "from-file"
+    assert consul_config(env, "--token-file", str(tmp_path / "t2")).token.reveal() == "from-flag"
+
+
+def test_a_unix_address_is_a_socket_path_as_in_consuls_client():
+    config = consul_config({"CONSUL_HTTP_ADDR": "unix:///run/consul/http.sock"})
+    assert (config.scheme, config.host, config.base_url) == \
+        ("unix", "/run/consul/http.sock", "unix:///run/consul/http.sock")
 
 
 def test_the_token_never_shows_in_the_configurations_repr(tmp_path):
@@ -109,3 +109,26 @@ def test_address_auto_sends_no_address_for_a_local_agent_and_an_ip_is_sent_as_gi
     assert Registry(given.consul, given.service, given.health, "").address == "192.0.2.7"
     iface = parse(["--name", "web", "--address", "iface:lo", "--", "true"], {})[0]
     assert Registry(iface.consul, iface.service, iface.health, "").address == "127.0.0.1"
+
+
+@pytest.mark.parametrize("flags,message", [
+    (("--notify-access", "everyone"), "--notify-access: 'everyone' is not main or all"),
+    (("--leave-timeout", "1"), "--leave-timeout: missing unit"),
+    (("--consul", "unix://relative.sock"), "give unix:///absolute/path"),
+])
+def test_bad_hardening_options_are_one_line_naming_the_flag(flags, message):
+    from svcwrap.cli import UsageError
+
+    with pytest.raises(UsageError, match=message):
+        consul_config({}, *flags)
+
+
+def test_the_child_keeps_consul_http_token_without_registration_or_with_pass_token(tmp_path):
+    (tmp_path / "t").write_text("abc")
+    env = {"CONSUL_HTTP_TOKEN": "abc", "CONSUL_HTTP_TOKEN_FILE": str(tmp_path / "t")}
+    plain, _ = parse(["--no-register", "--", "true"], env)
+    passed, _ = parse(["--name", "web", "--pass-token", "--", "true"], env)
+    stripped, _ = parse(["--name", "web", "--", "true"], env)
+    assert plain.environ == env and passed.environ == env
+    assert "CONSUL_HTTP_TOKEN" not in stripped.environ
+    assert "CONSUL_HTTP_TOKEN_FILE" not in stripped.environ

@@ -137,3 +137,21 @@ def test_a_ready_timeout_stops_the_child_and_exits_1(wrap_pid1, svc):
     assert w.wait(timeout=10) == 1
     assert "not ready" in w.stderr
     assert not svc.registered()
+
+
+def test_check_notes_name_the_probe_kind_and_target_never_its_arguments(wrap_pid1, svc):
+    # Issue 9: `exec:redis-cli -a PASSWORD ping` was readable by every catalog reader.
+    w = wrap_pid1(*svc.args("--check", "exec:sh -c 'exit 0' --password=hunter2"), env=svc.env())
+    wait_until(svc.is_passing, timeout=10, message="service passing")
+    notes = svc.check()["Notes"]
+    assert "exec:sh" in notes and "hunter2" not in notes
+    w.kill(signal.SIGTERM)
+    assert w.wait() == 0
+
+
+def test_check_notes_leave_out_an_http_probes_credentials_and_query(wrap_pid1, svc):
+    url = f"http://user:s3cret@127.0.0.1:{svc.port}/?key=s3cret"
+    wrap_pid1(*svc.args("--check", url), env=svc.env())
+    wait_until(svc.is_passing, timeout=10, message="service passing")
+    notes = svc.check()["Notes"]
+    assert f"http://127.0.0.1:{svc.port}/" in notes and "s3cret" not in notes

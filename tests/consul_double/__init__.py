@@ -76,7 +76,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Iterable, List, Optional, Union
+from typing import Callable, Dict, Iterable, List, Optional, Union
 
 from .http import Agent, DoubleHTTPServer, RequestRecord
 from .keyacl import parse_tokens
@@ -118,7 +118,7 @@ class DoubleHandle:
     def _serve(self) -> None:
         server = DoubleHTTPServer((self.host, self.port), self._agent)
         self.port = server.server_address[1]
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01},
                                   name="consul-double-http-%d" % self.port, daemon=True)
         thread.start()
         self._server, self._thread = server, thread
@@ -177,9 +177,15 @@ class DoubleHandle:
         """Behave like an agent replaced with an empty data dir: all services and checks gone."""
         self._agent.state.forget_everything()
 
-    def fail_with(self, status: Optional[int], body: str = "injected failure") -> None:
-        """Answer every request with ``status`` and a text ``body``; ``None`` turns it off."""
-        self._agent.failure = None if status is None else (int(status), body)
+    def fail_with(self, status: Optional[int], body: Union[str, bytes] = "injected failure",
+                  headers: Optional[Dict[str, str]] = None) -> None:
+        """Answer every request with ``status``, ``body`` (text or raw bytes) and extra
+        ``headers`` (e.g. a lying ``Content-Encoding``); ``None`` turns it off."""
+        self._agent.failure = None if status is None else (int(status), body, dict(headers or {}))
+
+    def drip(self, seconds_per_byte: float) -> None:
+        """Send every answer one byte at a time, ``seconds_per_byte`` apart (0 turns it off)."""
+        self._agent.drip_seconds = max(0.0, float(seconds_per_byte))
 
     def lose_leader(self, lost: bool = True) -> None:
         """The servers lose their leader (§16.10): status/leader answers "", reads other than
@@ -231,7 +237,7 @@ def start(
     ``limits.kv_max_value_size`` 512 KiB. ``acl_tokens`` are ``SECRET`` (allowed everything) or
     ``SECRET=RULES`` (only the key rules ``key:PREFIX``/``key-read:PREFIX``, see ``keyacl.py``);
     a bad rule is a ValueError. ``clock`` (monotonic seconds) drives TTLs, the reaper and blocking
-    ``wait``; after moving an injected clock on, call ``handle.state.clock_moved()``.
+    ``wait``; after moving an injected clock on, call ``handle.state.tick()``.
     """
     full_tokens, key_tokens = parse_tokens(acl_tokens)
     state = AgentState(dcsa_min=dcsa_min, reap_interval=reap_interval, output_max_size=output_max_size,

@@ -36,4 +36,4 @@ class ManualClock:
         with self._lock:
             self._now += seconds
         if self._state is not None:
-            self._state.clock_moved()
+            self._state.tick()

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple, Union
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import catalog_http, kv_http, views
@@ -116,7 +116,8 @@ class Agent:
         self._lock = threading.Lock()
         self._records: List[RequestRecord] = []
         self.delay_seconds = 0.0
-        self.failure: Optional[Tuple[int, str]] = None
+        self.failure: Optional[Tuple[int, Union[str, bytes], Dict[str, str]]] = None
+        self.drip_seconds = 0.0  # pause before each byte of an answer
         self.leader_lost_at: Optional[float] = None  # state-clock time the cluster lost its leader
         self.connections: Set[socket.socket] = set()
 
@@ -714,7 +715,8 @@ class DoubleRequestHandler(BaseHTTPRequestHandler):
             time.sleep(agent.delay_seconds)
         failure = agent.failure
         if failure is not None:
-            resp = text_response(failure[0], failure[1])
+            raw = failure[1] if isinstance(failure[1], bytes) else failure[1].encode("utf-8")
+            resp = Response(failure[0], raw, "text/plain; charset=utf-8", dict(failure[2]))
         else:
             try:
                 resp = self.server.routes.dispatch(
@@ -726,6 +728,9 @@ class DoubleRequestHandler(BaseHTTPRequestHandler):
         agent.record(RequestRecord(
             method=self.command, path=path, query={k: v[0] for k, v in query.items()},
             body=_decode_body(body), token=token, status=resp.status, time=received))
+        if agent.drip_seconds > 0:
+            self._drip(resp, agent.drip_seconds)
+            return
         try:
             self.send_response(resp.status)
             if resp.content_type:
@@ -739,6 +744,23 @@ class DoubleRequestHandler(BaseHTTPRequestHandler):
                 self.wfile.write(resp.body)
         except OSError:
             self.close_connection = True
+
+    def _drip(self, resp: Response, pause: float) -> None:
+        """The whole answer one byte at a time, ``pause`` seconds apart."""
+        head = ["HTTP/1.1 %d %s" % (resp.status, self.responses.get(resp.status, ("",))[0])]
+        if resp.content_type:
+            head.append("Content-Type: " + resp.content_type)
+        head += ["%s: %s" % kv for kv in resp.headers.items()]
+        head.append("Content-Length: %d" % len(resp.body))
+        data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + resp.body
+        try:
+            for i in range(len(data)):
+                time.sleep(pause)
+                self.wfile.write(data[i:i + 1])
+                self.wfile.flush()
+        except OSError:
+            pass
+        self.close_connection = True
 
     do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
 

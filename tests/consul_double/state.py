@@ -171,6 +171,16 @@ class AgentState:
     def closed(self) -> bool:
         return self._closed
 
+    def tick(self) -> None:
+        """Act at once on every deadline ``clock()`` has passed: TTL expiry, deferred output sync,
+        the reaper. The ticker thread does this by itself; a test driving a manual clock calls it
+        after moving the clock, so that what follows sees the effects; it also wakes every
+        blocking query to re-read the clock (a ``wait`` that has run out returns)."""
+        with self.lock:
+            self._tick(self.clock())
+            self._wake.notify_all()
+            self.changed.notify_all()
+
     # ------------------------------------------------------------------ writes
     def register(self, sd: ServiceDefinition, check_types: List[CheckType], replace_existing: bool) -> None:
         """AddService (§2.3, §2.5)."""
@@ -428,12 +438,6 @@ class AgentState:
         """Take the next number of the one raft counter (§16.8); call with the lock held."""
         self.index += 1
         return self.index
-
-    def clock_moved(self) -> None:
-        """Wake every waiter to re-read an injected clock that was moved on (tests)."""
-        with self.lock:
-            self._wake.notify_all()
-            self.changed.notify_all()
 
     def block_query(self, run: Callable[[], Tuple[int, bool, Any]], min_index: int, wait: float,
                     not_found_floor: bool = False) -> Tuple[int, bool, Any]:

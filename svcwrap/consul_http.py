@@ -1,0 +1,385 @@
+"""A small, bounded HTTP/1.1 client for the Consul agent.
+
+One public call, AgentHTTP.request(): every byte read from the agent is
+bounded in time (one *overall* deadline for connect, TLS handshake, sending
+and the whole answer, not a per-read timeout that a dripping agent resets
+with every byte) and in size (headers and body are capped; the answer is
+never asked for gzip and never inflated). Errors of every kind are one
+exception, ConsulUnavailable, whose message is short and never holds the
+token: it travels only in the X-Consul-Token header.
+
+Addresses: http://host:port, https://host:port (CONSUL_CACERT/CAPATH,
+client certificate, CONSUL_HTTP_SSL_VERIFY, CONSUL_TLS_SERVER_NAME, as in
+ConsulConfig) and unix:///path, as Consul's own client takes them.
+
+Proxies: never. HTTP_PROXY/HTTPS_PROXY are for the container's egress; the
+agent is the node's own (loopback, a unix socket, or the host's bridge
+address), Go's client never proxies loopback, and an http proxy would see
+the ACL token in clear. Ignoring them everywhere is the one rule that
+cannot send the token to a third party.
+
+Standard library only (socket, ssl), imported on a worker thread.
+"""
+from __future__ import annotations
+
+import socket
+import time
+import urllib.parse
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ssl
+
+    from svcwrap.config import ConsulConfig
+
+MAX_HEADERS = 16 * 1024      # status line and headers together
+DEFAULT_MAX_BODY = 64 * 1024  # an agent's answer to a write is empty or a line of text
+RECV_CHUNK = 16 * 1024
+
+
+class ConsulUnavailable(Exception):
+    """Consul could not be reached, was too slow, or answered nonsense; worth retrying."""
+
+
+class Response:
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers  # lower-case names
+        self.body = body
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+    def __repr__(self) -> str:
+        return f"Response({self.status}, {len(self.body)} bytes)"
+
+
+class _Deadline(Exception):
+    pass
+
+
+class _Conn:
+    """One connection to the agent, reused while the agent keeps it alive."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+        self.used = False  # has carried a complete exchange: may have been closed meanwhile
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def _recv(self, deadline: float) -> bytes:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _Deadline()
+        # One timeout per call is a deadline within that call (socket and ssl
+        # both count it down across the partial reads they make).
+        self.sock.settimeout(left)
+        try:
+            return self.sock.recv(RECV_CHUNK)
+        except (socket.timeout, TimeoutError):
+            raise _Deadline() from None
+
+    def read_head(self, deadline: float) -> bytes:
+        while b"\r\n\r\n" not in self.buf:
+            if len(self.buf) > MAX_HEADERS:
+                raise ConsulUnavailable("headers too large")
+            chunk = self._recv(deadline)
+            if not chunk:
+                raise ConnectionResetError("connection closed before an answer")
+            self.buf += chunk
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        if len(head) > MAX_HEADERS:
+            raise ConsulUnavailable("headers too large")
+        return head
+
+    def read_exact(self, n: int, deadline: float) -> bytes:
+        while len(self.buf) < n:
+            chunk = self._recv(deadline)
+            if not chunk:
+                raise ConsulUnavailable("answer cut short")
+            self.buf += chunk
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def read_line(self, deadline: float, limit: int = 1024) -> bytes:
+        while b"\r\n" not in self.buf:
+            if len(self.buf) > limit:
+                raise ConsulUnavailable("malformed chunked answer")
+            chunk = self._recv(deadline)
+            if not chunk:
+                raise ConsulUnavailable("answer cut short")
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line
+
+    def read_to_close(self, deadline: float, max_body: int) -> bytes:
+        while True:
+            if len(self.buf) > max_body:
+                raise _TooLarge()
+            chunk = self._recv(deadline)
+            if not chunk:
+                data, self.buf = self.buf, b""
+                return data
+            self.buf += chunk
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class AgentHTTP:
+    """HTTP to one Consul agent. Not thread-safe: give each thread its own."""
+
+    def __init__(self, config: ConsulConfig) -> None:
+        self.config = config
+        self.conn: _Conn | None = None
+        self._tls: ssl.SSLContext | None = None
+        if config.scheme == "https":
+            self._tls = tls_context(config)
+
+    # -- the one public call -------------------------------------------------
+    def request(self, method: str, path: str, *, params: dict[str, str] | None = None,
+                body: bytes | None = None, deadline: float = 2.0,
+                max_body: int = DEFAULT_MAX_BODY, cut: bool = False) -> Response:
+        """Send one request; return the whole answer within `deadline` seconds.
+
+        Raises ConsulUnavailable on any transport error, on the deadline,
+        or on an answer larger than max_body bytes (with cut=True, keeps its
+        first max_body bytes instead and drops the connection). HTTP error
+        statuses are returned, not raised.
+        """
+        until = time.monotonic() + deadline
+        target = urllib.parse.quote(path, safe="/:@!$&'()*+,;=~")
+        if params:
+            target += "?" + urllib.parse.urlencode(params)
+        request = self._encode(method, target, body)
+        try:
+            try:
+                return self._exchange(request, method, until, max_body, cut)
+            except (ConnectionError, BrokenPipeError) as err:
+                # A kept-alive connection the agent closed while idle: one
+                # fresh try (every call svcwrap makes is idempotent).
+                if not getattr(err, "_reused", False):
+                    raise
+                return self._exchange(request, method, until, max_body, cut)
+        except _Deadline:
+            self.close()
+            raise ConsulUnavailable(f"no complete answer within {deadline:g}s") from None
+        except _TooLarge:
+            self.close()
+            raise ConsulUnavailable(f"answer larger than {max_body} bytes") from None
+        except ConsulUnavailable:
+            self.close()
+            raise
+        except OSError as err:
+            self.close()
+            raise ConsulUnavailable(reason(err)) from None
+
+    def connect(self, deadline: float = 2.0) -> None:
+        """Open the connection now (e.g. so that a stop need not)."""
+        if self.conn is None:
+            try:
+                self.conn = self._connect(time.monotonic() + deadline)
+                # It will idle until used: the agent may have closed it by
+                # then, so it gets the one fresh try a kept-alive one gets.
+                self.conn.used = True
+            except _Deadline:
+                raise ConsulUnavailable(f"no connection within {deadline:g}s") from None
+            except OSError as err:
+                raise ConsulUnavailable(reason(err)) from None
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    # -- the work ------------------------------------------------------------
+    def _encode(self, method: str, target: str, body: bytes | None) -> bytes:
+        c = self.config
+        if c.scheme == "unix":
+            host = "localhost"
+        else:
+            host = f"[{c.host}]" if ":" in c.host else c.host
+            host = f"{host}:{c.port}"
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", "User-Agent: svcwrap",
+                 # Never gzip: an unbounded inflate is how a 0.5 MB answer becomes 1.5 GB.
+                 "Accept-Encoding: identity"]
+        token = c.token.reveal()
+        if token:
+            lines.append(f"X-Consul-Token: {token}")
+        if body is not None:
+            lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+        elif method in ("PUT", "POST"):
+            lines.append("Content-Length: 0")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+
+    def _exchange(self, request: bytes, method: str, until: float, max_body: int,
+                  cut: bool) -> Response:
+        reused = self.conn is not None and self.conn.used
+        if self.conn is None:
+            self.conn = self._connect(until)
+        conn = self.conn
+        try:
+            left = until - time.monotonic()
+            if left <= 0:
+                raise _Deadline()
+            conn.sock.settimeout(left)
+            try:
+                conn.sock.sendall(request)
+            except (socket.timeout, TimeoutError):
+                raise _Deadline() from None
+            head = conn.read_head(until)
+        except (ConnectionError, BrokenPipeError) as err:
+            self.close()
+            err._reused = reused  # type: ignore[attr-defined]
+            raise
+        status, headers = parse_head(head)
+        body, keep = self._read_body(conn, method, status, headers, until, max_body, cut)
+        if keep:
+            conn.used = True
+        else:
+            self.close()
+        return Response(status, headers, body)
+
+    def _read_body(self, conn: _Conn, method: str, status: int, headers: dict[str, str],
+                   until: float, max_body: int, cut: bool) -> tuple[bytes, bool]:
+        keep = headers.get("connection", "").lower() != "close"
+        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            return b"", keep
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            parts: list[bytes] = []
+            total = 0
+            while True:
+                size_text = conn.read_line(until).split(b";")[0].strip()
+                try:
+                    size = int(size_text, 16)
+                except ValueError:
+                    raise ConsulUnavailable("malformed chunked answer") from None
+                if size == 0:
+                    while conn.read_line(until, MAX_HEADERS):  # trailers
+                        pass
+                    return b"".join(parts), keep
+                total += size
+                if total > max_body:
+                    if not cut:
+                        raise _TooLarge()
+                    parts.append(conn.read_exact(size - (total - max_body), until))
+                    return b"".join(parts), False
+                parts.append(conn.read_exact(size, until))
+                conn.read_line(until)
+        if "content-length" in headers:
+            try:
+                length = int(headers["content-length"])
+            except ValueError:
+                raise ConsulUnavailable("malformed Content-Length") from None
+            if length < 0:
+                raise ConsulUnavailable("malformed Content-Length")
+            if length > max_body:
+                if not cut:
+                    raise _TooLarge()
+                return conn.read_exact(max_body, until), False
+            return conn.read_exact(length, until), keep
+        try:
+            return conn.read_to_close(until, max_body), False
+        except _TooLarge:
+            if not cut:
+                raise
+            return conn.buf[:max_body], False
+
+    def _connect(self, until: float) -> _Conn:
+        c = self.config
+        left = until - time.monotonic()
+        if left <= 0:
+            raise _Deadline()
+        try:
+            if c.scheme == "unix":
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(left)
+                try:
+                    sock.connect(c.host)
+                except BaseException:
+                    sock.close()
+                    raise
+            else:
+                # getaddrinfo cannot be bounded; the agent's address is an IP
+                # or a name in /etc/hosts in every deployment svcwrap targets.
+                sock = socket.create_connection((c.host, c.port), timeout=left)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                # The stop's connection may idle for days: let the kernel notice
+                # one a NAT or the agent silently forgot.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        except (socket.timeout, TimeoutError):
+            raise _Deadline() from None
+        if self._tls is not None:
+            try:
+                left = until - time.monotonic()
+                if left <= 0:
+                    raise _Deadline()
+                sock.settimeout(left)
+                sock = self._tls.wrap_socket(sock, server_hostname=c.tls_server_name or c.host)
+            except (socket.timeout, TimeoutError):
+                sock.close()
+                raise _Deadline() from None
+            except BaseException:
+                sock.close()
+                raise
+        return _Conn(sock)
+
+
+def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise ConsulUnavailable("not an HTTP answer")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon:
+            raise ConsulUnavailable("malformed header")
+        headers[name.strip().lower()] = value.strip()
+    return int(parts[1]), headers
+
+
+def tls_context(config: ConsulConfig) -> ssl.SSLContext:
+    """CONSUL_CACERT / CONSUL_CAPATH / CONSUL_HTTP_SSL_VERIFY / client cert."""
+    import ssl
+
+    verify = config.verify
+    if verify is False:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif isinstance(verify, str):
+        import os
+
+        if os.path.isdir(verify):
+            context = ssl.create_default_context(capath=verify)
+        else:
+            context = ssl.create_default_context(cafile=verify)
+    else:
+        context = ssl.create_default_context()
+    if config.cert:
+        context.load_cert_chain(*config.cert)
+    return context
+
+
+def reason(err: BaseException) -> str:
+    """A few words for a failed call ("Connection refused", ...)."""
+    if type(err).__name__ == "SSLCertVerificationError":
+        return f"certificate verify failed ({getattr(err, 'verify_message', '')})"
+    for kind, text in ((ConnectionRefusedError, "Connection refused"),
+                       (ConnectionResetError, "Connection reset"),
+                       (FileNotFoundError, "No such socket"),
+                       (socket.gaierror, "Name or service not known")):
+        if isinstance(err, kind):
+            return text
+    text = getattr(err, "strerror", None) or str(err) or type(err).__name__
+    return text.split("\n")[0][:120]

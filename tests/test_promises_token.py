@@ -1,0 +1,56 @@
+"""A token read from a file goes with every call, the deregistration on stop
+included, and never shows in a log line (issue 14). With CONSUL_HTTP_TOKEN in
+the environment py-consul would find the token by itself, so these tests pass
+it only through the file."""
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.consul_fixture import started_double
+from tests.lifecycle_support import Service
+from tests.support import wait_until
+
+TOKEN = "f11e-70ken-5ecre7-never-printed"
+
+
+def through_a_file(svc: Service, token: str, given: str) -> tuple[list[str], dict[str, str]]:
+    """svcwrap arguments and environment that hand it token in a file, as `given`."""
+    path = Path(svc.tmp) / "token"
+    path.write_text(token + "\n")
+    env = svc.env()
+    env.pop("CONSUL_HTTP_TOKEN", None)
+    if given == "--token-file":
+        return ["--token-file", str(path)], env
+    return [], env | {"CONSUL_HTTP_TOKEN_FILE": str(path)}
+
+
+@pytest.mark.parametrize("given", ["--token-file", "CONSUL_HTTP_TOKEN_FILE"])
+def test_with_a_token_file_the_deregistration_on_stop_carries_the_token(wrap_pid1, tmp_path, given):
+    with started_double(acl_tokens=[TOKEN]) as acl:
+        svc = Service(acl, tmp_path)
+        args, env = through_a_file(svc, TOKEN, given)
+        w = wrap_pid1(*svc.args(*args, "--log-level", "debug"), env=env)
+        wait_until(svc.is_passing, timeout=10, message="passing with the file's token")
+        w.kill(signal.SIGTERM)
+        assert w.wait() == 0
+        leaving = [(r.token, r.status) for r in acl.double.requests
+                   if r.path.startswith("/v1/agent/service/deregister/")]
+        assert leaving == [(TOKEN, 200)]
+        assert not svc.registered()
+        assert TOKEN not in w.stderr
+
+
+@pytest.mark.parametrize("given", ["--token-file", "CONSUL_HTTP_TOKEN_FILE"])
+def test_no_log_line_contains_a_token_from_a_file_even_after_a_403(wrap_pid1, tmp_path, given):
+    with started_double(acl_tokens=[TOKEN]) as acl:
+        svc = Service(acl, tmp_path)
+        rejected = "re7ected-f11e-70ken-not-in-logs"
+        args, env = through_a_file(svc, rejected, given)
+        w = wrap_pid1(*svc.args(*args, "--log-level", "debug"), env=env)
+        wait_until(lambda: "ACL not found" in w.stderr_so_far(), timeout=10, message="the 403 logged")
+        w.kill(signal.SIGTERM)
+        w.wait()
+        assert rejected not in w.stderr
