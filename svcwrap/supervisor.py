@@ -30,7 +30,7 @@ never waited for, so a request can never hold up forwarding or reaping.
 The stop sequence is the second half of the state machine in states.py:
 
     (any running state) -> leaving -> draining -> stopping -> exited
-                     \-----------------------------------------/ (the child exits)
+    (any state) -> exited, as soon as the main child is gone
 
 It is moved by the main thread alone, through observer.transition(), which
 logs each step once; the worker threads move only the first half (starting
