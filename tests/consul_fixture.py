@@ -32,7 +32,7 @@ import pytest
 
 from tests.consul_double import DoubleHandle, start
 
-__all__ = ["ConsulUnderTest", "ManualClock", "consul", "consul_double", "manual_double", "web_1",
+__all__ = ["ConsulUnderTest", "ManualClock", "agent_under_test", "consul", "consul_double", "manual_double", "web_1",
            "started_double", "ttl_service", "register_ttl_service", "wait_until",
            "FAST_DCSA_MIN", "FAST_REAP_INTERVAL", "REAL_AGENT_ENV", "REAL_TOKEN_ENV"]
 
@@ -157,9 +157,10 @@ def _real_agent() -> Optional[str]:
     return os.environ.get(REAL_AGENT_ENV) or None
 
 
-@pytest.fixture
-def consul() -> Iterator[ConsulUnderTest]:
-    """The agent under test: the double (fast constants) or ``$SVCWRAP_TEST_CONSUL_ADDR``."""
+@contextmanager
+def agent_under_test() -> Iterator[ConsulUnderTest]:
+    """The double (fast constants) or ``$SVCWRAP_TEST_CONSUL_ADDR``; a real agent gets back,
+    at the end, what appeared in it meanwhile (deregistered). For fixtures of any scope."""
     real = _real_agent()
     if real:
         cut = ConsulUnderTest(real, None, REAL_DCSA_MIN, REAL_REAP_INTERVAL,
@@ -176,6 +177,13 @@ def consul() -> Iterator[ConsulUnderTest]:
         yield ConsulUnderTest(double.addr, double, FAST_DCSA_MIN, FAST_REAP_INTERVAL)
     finally:
         double.stop()
+
+
+@pytest.fixture
+def consul() -> Iterator[ConsulUnderTest]:
+    """The agent under test: the double (fast constants) or ``$SVCWRAP_TEST_CONSUL_ADDR``."""
+    with agent_under_test() as cut:
+        yield cut
 
 
 @pytest.fixture

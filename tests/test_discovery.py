@@ -23,7 +23,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Tuple
@@ -31,10 +30,8 @@ from typing import Callable, Iterator, List, Optional, Tuple
 import pytest
 
 from examples.discovery.loadgen import LoadGenerator, Result, summary
-from tests.consul_double import start as start_double
 from tests.consul_fixture import (
-    FAST_DCSA_MIN, FAST_REAP_INTERVAL, REAL_AGENT_ENV, REAL_DCSA_MIN, REAL_REAP_INTERVAL,
-    REAL_TOKEN_ENV, ConsulUnderTest, wait_until,
+    ConsulUnderTest, agent_under_test, wait_until,
 )
 from tests.discovery_support import (
     APP_DRAIN, LB_WAIT, PREFIX, SERVER_OPTIONS_KEY, START_TIMEOUT, TTL, Instance, Report, System,
@@ -91,22 +88,8 @@ def images() -> None:
 def agent() -> Iterator[ConsulUnderTest]:
     """The `consul` fixture's agent, for a whole module: the double with fast reaping, or
     $SVCWRAP_TEST_CONSUL_ADDR (what appeared there is deregistered at the end)."""
-    real = os.environ.get(REAL_AGENT_ENV)
-    if real:
-        cut = ConsulUnderTest(real, None, REAL_DCSA_MIN, REAL_REAP_INTERVAL,
-                              token=os.environ.get(REAL_TOKEN_ENV) or None)
-        before = set(cut.services())
-        try:
-            yield cut
-        finally:
-            for sid in set(cut.services()) - before:
-                cut.put("/v1/agent/service/deregister/" + urllib.parse.quote(sid, safe=""))
-        return
-    double = start_double(dcsa_min=FAST_DCSA_MIN, reap_interval=FAST_REAP_INTERVAL)
-    try:
-        yield ConsulUnderTest(double.addr, double, FAST_DCSA_MIN, FAST_REAP_INTERVAL)
-    finally:
-        double.stop()
+    with agent_under_test() as cut:
+        yield cut
 
 
 @pytest.fixture(scope="module")
