@@ -114,7 +114,8 @@ def help_text() -> str:
               "CONSUL_HTTP_TOKEN_FILE, CONSUL_HTTP_SSL, CONSUL_HTTP_SSL_VERIFY, CONSUL_CACERT,",
               "CONSUL_CAPATH, CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME.",
               "When registering, the child and exec probes do not inherit CONSUL_HTTP_TOKEN",
-              "or CONSUL_HTTP_TOKEN_FILE (see --pass-token); HTTP(S)_PROXY is never used."]
+              "or CONSUL_HTTP_TOKEN_FILE (see --pass-token). HTTP(S)_PROXY and NO_PROXY",
+              "follow Go's rules, never for a loopback or unix:// agent."]
     return "\n".join(lines) + "\n"
 
 

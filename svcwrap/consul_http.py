@@ -12,16 +12,24 @@ Addresses: http://host:port, https://host:port (CONSUL_CACERT/CAPATH,
 client certificate, CONSUL_HTTP_SSL_VERIFY, CONSUL_TLS_SERVER_NAME, as in
 ConsulConfig) and unix:///path, as Consul's own client takes them.
 
-Proxies: never. HTTP_PROXY/HTTPS_PROXY are for the container's egress; the
-agent is the node's own (loopback, a unix socket, or the host's bridge
-address), Go's client never proxies loopback, and an http proxy would see
-the ACL token in clear. Ignoring them everywhere is the one rule that
-cannot send the token to a third party.
+Proxies, as Go's net/http ProxyFromEnvironment (which Consul's CLI uses):
+HTTPS_PROXY/https_proxy for an https agent, HTTP_PROXY/http_proxy for an
+http one (upper case wins; with REQUEST_METHOD set, a CGI environment,
+HTTP_PROXY may come from a request header and is ignored), unless NO_PROXY
+/no_proxy excludes the agent. Never for a loopback agent (localhost,
+127.0.0.0/8, ::1) or a unix socket: Go's client never proxies loopback.
+proxy_for() is the whole decision. Through an http(s) proxy an http agent
+gets absolute-form requests; an https agent gets a CONNECT tunnel, then TLS
+to the agent with the usual verification and server name. The deadline and
+the size caps cover the proxy hop too. A plain-http proxy sees the token
+(proxy_warning() says so); the proxy's userinfo goes only into
+Proxy-Authorization and never into a message.
 
 Standard library only (socket, ssl), imported on a worker thread.
 """
 from __future__ import annotations
 
+import os
 import socket
 import time
 import urllib.parse
@@ -29,8 +37,12 @@ import urllib.parse
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
+    from collections.abc import Callable, Mapping
+    from typing import TypeVar
 
     from svcwrap.config import ConsulConfig
+
+    T = TypeVar("T")
 
 MAX_HEADERS = 16 * 1024      # status line and headers together
 DEFAULT_MAX_BODY = 64 * 1024  # an agent's answer to a write is empty or a line of text
@@ -138,9 +150,11 @@ class _TooLarge(Exception):
 class AgentHTTP:
     """HTTP to one Consul agent. Not thread-safe: give each thread its own."""
 
-    def __init__(self, config: ConsulConfig) -> None:
+    def __init__(self, config: ConsulConfig, environ: Mapping[str, str] | None = None) -> None:
         self.config = config
+        self.environ = os.environ if environ is None else environ  # for the proxy variables
         self.conn: _Conn | None = None
+        self._proxy: ProxyURL | None | bool = False  # False: not decided yet
         self._tls: ssl.SSLContext | None = None
         if config.scheme == "https":
             self._tls = tls_context(config)
@@ -201,17 +215,33 @@ class AgentHTTP:
             self.conn.close()
             self.conn = None
 
+    @property
+    def proxy(self) -> ProxyURL | None:
+        """The proxy in use (decided once, on the first call: a worker thread)."""
+        if self._proxy is False:
+            c = self.config
+            self._proxy = proxy_for(c.scheme, c.host, c.port, self.environ)
+        return self._proxy  # type: ignore[return-value]
+
     # -- the work ------------------------------------------------------------
+    def _authority(self) -> str:
+        c = self.config
+        host = f"[{c.host}]" if ":" in c.host else c.host
+        return f"{host}:{c.port}"
+
     def _encode(self, method: str, target: str, body: bytes | None) -> bytes:
         c = self.config
-        if c.scheme == "unix":
-            host = "localhost"
-        else:
-            host = f"[{c.host}]" if ":" in c.host else c.host
-            host = f"{host}:{c.port}"
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", "User-Agent: svcwrap",
-                 # Never gzip: an unbounded inflate is how a 0.5 MB answer becomes 1.5 GB.
-                 "Accept-Encoding: identity"]
+        host = "localhost" if c.scheme == "unix" else self._authority()
+        proxy = self.proxy
+        lines = [f"{method} {target} HTTP/1.1"]
+        if proxy is not None and c.scheme == "http":
+            # An http agent through a proxy: the absolute form names the agent.
+            lines = [f"{method} http://{host}{target} HTTP/1.1"]
+            if proxy.auth:
+                lines.append(f"Proxy-Authorization: {proxy.auth}")
+        lines += [f"Host: {host}", "User-Agent: svcwrap",
+                  # Never gzip: an unbounded inflate is how a 0.5 MB answer becomes 1.5 GB.
+                  "Accept-Encoding: identity"]
         token = c.token.reveal()
         if token:
             lines.append(f"X-Consul-Token: {token}")
@@ -308,6 +338,8 @@ class AgentHTTP:
                 except BaseException:
                     sock.close()
                     raise
+            elif self.proxy is not None:
+                sock = self._through_proxy(self.proxy, until)
             else:
                 # getaddrinfo cannot be bounded; the agent's address is an IP
                 # or a name in /etc/hosts in every deployment svcwrap targets.
@@ -318,20 +350,75 @@ class AgentHTTP:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         except (socket.timeout, TimeoutError):
             raise _Deadline() from None
-        if self._tls is not None:
-            try:
-                left = until - time.monotonic()
-                if left <= 0:
-                    raise _Deadline()
-                sock.settimeout(left)
-                sock = self._tls.wrap_socket(sock, server_hostname=c.tls_server_name or c.host)
-            except (socket.timeout, TimeoutError):
-                sock.close()
-                raise _Deadline() from None
-            except BaseException:
-                sock.close()
-                raise
+        tls = self._tls
+        if tls is not None:
+            plain = sock
+            sock = _closing_on_error(plain, lambda: tls.wrap_socket(
+                plain, server_hostname=c.tls_server_name or c.host), until)
         return _Conn(sock)
+
+    def _through_proxy(self, proxy: ProxyURL, until: float) -> socket.socket:
+        """A socket to the proxy; for an https agent, tunnelled to it with CONNECT."""
+        if proxy.scheme not in ("http", "https"):
+            raise ConsulUnavailable(f"proxy {proxy!r}: scheme {proxy.scheme} not supported")
+        if proxy.scheme == "https" and self.config.scheme == "https":
+            # TLS inside TLS needs ssl.SSLObject plumbing this client does not have.
+            raise ConsulUnavailable(f"proxy {proxy!r}: an https agent through an https "
+                                    "proxy is not supported")
+        left = until - time.monotonic()
+        if left <= 0:
+            raise _Deadline()
+        try:
+            sock = socket.create_connection((proxy.host, proxy.port), timeout=left)
+        except (socket.timeout, TimeoutError):
+            raise _Deadline() from None
+        except OSError as err:
+            raise ConsulUnavailable(f"proxy {proxy!r}: {reason(err)}") from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if proxy.scheme == "https":
+            # As Go: the client's own TLS settings (CONSUL_CACERT, ...,
+            # CONSUL_HTTP_SSL_VERIFY) verify the proxy, by the proxy's name.
+            plain = sock
+            sock = _closing_on_error(plain, lambda: tls_context(self.config).wrap_socket(
+                plain, server_hostname=proxy.host), until)
+        if self.config.scheme == "https":
+            tunnel = sock
+            _closing_on_error(tunnel, lambda: self._connect_tunnel(tunnel, proxy, until), until)
+        return sock
+
+    def _connect_tunnel(self, sock: socket.socket, proxy: ProxyURL, until: float) -> None:
+        authority = self._authority()
+        lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}", "User-Agent: svcwrap"]
+        if proxy.auth:
+            lines.append(f"Proxy-Authorization: {proxy.auth}")
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        conn = _Conn(sock)  # the same head bounds as an agent's answer
+        try:
+            status, _ = parse_head(conn.read_head(until))
+        except ConnectionError:
+            raise ConsulUnavailable(f"proxy {proxy!r}: closed the tunnel request") from None
+        if status != 200:
+            raise ConsulUnavailable(f"proxy {proxy!r} refused the tunnel: {status}")
+        if conn.buf:  # bytes before the agent's TLS: not a tunnel
+            raise ConsulUnavailable(f"proxy {proxy!r}: not a clean tunnel")
+
+
+def _closing_on_error(sock: socket.socket, step: Callable[[], T], until: float) -> T:
+    """step() (a TLS handshake, a CONNECT) on sock within the deadline; on any
+    failure sock is closed."""
+    try:
+        left = until - time.monotonic()
+        if left <= 0:
+            raise _Deadline()
+        sock.settimeout(left)
+        return step()
+    except (socket.timeout, TimeoutError):
+        sock.close()
+        raise _Deadline() from None
+    except BaseException:
+        sock.close()
+        raise
 
 
 def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
@@ -383,3 +470,153 @@ def reason(err: BaseException) -> str:
             return text
     text = getattr(err, "strerror", None) or str(err) or type(err).__name__
     return text.split("\n")[0][:120]
+
+
+# -- proxies (Go's golang.org/x/net/http/httpproxy rules) ---------------------
+class ProxyURL:
+    """Where to send the agent's traffic instead: a parsed HTTP(S)_PROXY."""
+
+    __slots__ = ("scheme", "host", "port", "auth")
+
+    def __init__(self, scheme: str, host: str, port: int, auth: str = "") -> None:
+        self.scheme = scheme
+        self.host = host
+        self.port = port
+        self.auth = auth  # a Proxy-Authorization value, or ""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ProxyURL) and (self.scheme, self.host, self.port, self.auth) == (
+            other.scheme, other.host, other.port, other.auth)
+
+    def __repr__(self) -> str:  # never the userinfo
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+def proxy_for(scheme: str, host: str, port: int, environ: Mapping[str, str]) -> ProxyURL | None:
+    """The proxy Go's ProxyFromEnvironment picks for scheme://host:port, or None."""
+    if scheme == "https":
+        value = _first(environ, "HTTPS_PROXY", "https_proxy")
+    elif scheme == "http" and not environ.get("REQUEST_METHOD"):
+        value = _first(environ, "HTTP_PROXY", "http_proxy")
+    else:
+        # unix:// is local by definition. Under CGI, HTTP_PROXY is the
+        # request's "Proxy:" header (httpoxy): Go refuses the request, an
+        # init cannot, so it goes direct, which sends nothing to that proxy.
+        return None
+    proxy = parse_proxy(value)
+    if proxy is None or not _use_proxy(host.lower(), str(port),
+                                       _first(environ, "NO_PROXY", "no_proxy")):
+        return None
+    return proxy
+
+
+def proxy_warning(config: ConsulConfig, environ: Mapping[str, str] | None = None) -> str | None:
+    """A warning to log once at start when a plain-http proxy will see the token."""
+    if config.scheme != "http" or not config.token.reveal():
+        return None
+    proxy = proxy_for(config.scheme, config.host, config.port,
+                      os.environ if environ is None else environ)
+    if proxy is None:
+        return None
+    return f"the http agent is reached through the proxy {proxy!r}, which sees the ACL token"
+
+
+def parse_proxy(value: str) -> ProxyURL | None:
+    """HTTP(S)_PROXY as Go reads it: no scheme means http://; unparsable means none."""
+    if not value:
+        return None
+    parts = urllib.parse.urlsplit(value)
+    if not parts.scheme or not parts.netloc:
+        parts = urllib.parse.urlsplit("http://" + value)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme, 1080)
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    auth = ""
+    if parts.username is not None:
+        import base64
+
+        pair = urllib.parse.unquote(parts.username) + ":" + urllib.parse.unquote(
+            parts.password or "")
+        auth = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+    return ProxyURL(scheme, parts.hostname, port, auth)
+
+
+def _first(environ: Mapping[str, str], *names: str) -> str:
+    for name in names:  # the first one set and not empty, as Go's getEnvAny
+        if environ.get(name):
+            return environ[name]
+    return ""
+
+
+def _ip(text: str):  # -> ipaddress.IPv4Address | IPv6Address | None
+    import ipaddress  # on a worker thread, and only when a proxy is set
+
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped  # Go compares ::ffff:a.b.c.d and a.b.c.d as one address
+    return ip
+
+
+def _use_proxy(host: str, port: str, no_proxy: str) -> bool:
+    """False when the agent is loopback or NO_PROXY names it."""
+    if host == "localhost":
+        return False
+    ip = _ip(host)
+    if ip is not None and ip.is_loopback:
+        return False
+    for entry in no_proxy.split(","):
+        entry = entry.strip().lower()
+        if not entry:
+            continue
+        if entry == "*":
+            return False
+        if "/" in entry:  # an IP range: the port does not matter
+            import ipaddress
+
+            try:
+                network = ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                pass  # Go then reads it as a name, which matches nothing real
+            else:
+                if ip is not None and ip in network:
+                    return False
+                continue
+        name, want_port = _split_host_port(entry)
+        if not name:
+            continue  # ":80": no host part, ignored as Go does
+        if _same_port(want_port, port):
+            entry_ip = _ip(name)
+            if entry_ip is not None:
+                if ip is not None and entry_ip == ip:
+                    return False
+                continue
+            # "foo.com" matches foo.com and its subdomains; ".foo.com" (or
+            # "*.foo.com") its subdomains only.
+            if name.startswith("*."):
+                name = name[1:]
+            if host.endswith(name if name.startswith(".") else "." + name) or host == name:
+                return False
+    return True
+
+
+def _same_port(wanted: str, port: str) -> bool:
+    return not wanted or wanted == port
+
+
+def _split_host_port(entry: str) -> tuple[str, str]:
+    """'host:port', '[v6]:port', or a bare host or IPv6 address (port '')."""
+    if entry.startswith("["):
+        inside, _, rest = entry[1:].partition("]")
+        return inside, rest[1:] if rest.startswith(":") else ""
+    if entry.count(":") == 1:
+        name, _, port = entry.partition(":")
+        return name, port
+    return entry, ""

@@ -86,7 +86,10 @@ def test_a_refused_connection_is_consul_unavailable_in_a_few_words(consul_double
         agent_for(consul_double.addr).request("GET", "/v1/status/leader")
 
 
-def test_http_proxy_variables_are_never_used(consul_double, monkeypatch):
+def test_proxy_variables_in_svcwraps_environment_never_apply_to_a_loopback_agent(
+        consul_double, monkeypatch):
+    # Go's client never proxies loopback; the rules for other agents are in
+    # tests/test_consul_proxy.py.
     trap = start()  # a "proxy" that must see nothing
     try:
         for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
