@@ -374,8 +374,12 @@ class AgentHTTP:
             raise _Deadline() from None
         except OSError as err:
             raise ConsulUnavailable(f"proxy {proxy!r}: {reason(err)}") from None
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        except OSError:
+            sock.close()
+            raise
         if proxy.scheme == "https":
             # As Go: the client's own TLS settings (CONSUL_CACERT, ...,
             # CONSUL_HTTP_SSL_VERIFY) verify the proxy, by the proxy's name.

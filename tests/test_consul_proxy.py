@@ -276,6 +276,18 @@ def test_an_https_proxy_is_spoken_to_over_tls(consul, tls_files):
             verified.request("GET", "/v1/status/leader")
 
 
+@pytest.mark.parametrize("addr, var, proxy, problem", [
+    ("http://consul.internal:8500", "HTTP_PROXY", "socks5://127.0.0.1:1",
+     "scheme socks5 not supported"),
+    ("https://consul.internal:8501", "HTTPS_PROXY", "https://127.0.0.1:1",
+     "an https agent through an https proxy is not supported"),
+], ids=["a socks5 proxy is refused by name", "an https agent through an https proxy is refused"])
+def test_a_proxy_this_client_cannot_use_is_an_error_not_a_silent_bypass(addr, var, proxy,
+                                                                        problem):
+    with pytest.raises(ConsulUnavailable, match=problem):
+        agent_for(addr, **{var: proxy}).request("GET", "/v1/status/leader")
+
+
 def test_a_refusing_proxy_is_named_in_the_error_without_its_userinfo():
     closed = socket.create_server(("127.0.0.1", 0))
     port = closed.getsockname()[1]
