@@ -177,6 +177,7 @@ class ConsulDiscovery(Discovery):
 
     def _consul_backend(self) -> Backend:
         from svcwrap.backend import ConsulBackend
+        from svcwrap.consul_http import proxy_warning
         from svcwrap.probes import describe
         from svcwrap.registry import Registry, token_file_warning
 
@@ -189,6 +190,9 @@ class ConsulDiscovery(Discovery):
         if problem:
             self.log.warning("token file exposed", file=self.config.consul.token_file,
                              problem=problem)
+        exposed = proxy_warning(self.config.consul)
+        if exposed:
+            self.log.warning("token visible to proxy", message=exposed)
         return ConsulBackend(registry, self.observer)
 
     def _wait_ready(self) -> bool:

@@ -187,8 +187,8 @@ def test_a_gzip_bomb_from_the_agent_is_refused_without_inflating_it(wrap_pid1, s
 
 
 def test_http_proxy_is_never_used_for_the_agent(wrap_pid1, svc):
-    # Issue 9: Go's client never proxies loopback; svcwrap proxies nothing
-    # (consul_http.py says why).
+    # Issue 9: Go's client never proxies loopback, and neither does svcwrap
+    # (the rules for other agents: tests/test_consul_proxy.py).
     with start() as trap:
         w = wrap_pid1(*svc.args(), env=svc.env(HTTP_PROXY=trap.url, http_proxy=trap.url,
                                                HTTPS_PROXY=trap.url, https_proxy=trap.url))

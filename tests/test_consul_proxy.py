@@ -8,6 +8,7 @@ the proxy instead of looking it up, and no traffic leaves loopback."""
 from __future__ import annotations
 
 import base64
+import signal
 import socket
 import ssl
 import threading
@@ -20,6 +21,7 @@ import pytest
 
 from svcwrap.cli import parse
 from svcwrap.consul_http import AgentHTTP, ConsulUnavailable, ProxyURL, proxy_for, proxy_warning
+from tests.support import wait_until
 from tests.tls_support import https_server, tls_files  # noqa: F401 (a fixture)
 
 TOKEN = "70ken-past-the-proxy"
@@ -380,3 +382,17 @@ def test_a_token_visible_to_a_plain_http_proxy_gets_one_warning():
     assert warning("http://consul.internal:8500", HTTP_PROXY=proxy) is None  # no token
     assert warning("https://consul.internal:8501", HTTPS_PROXY=proxy,
                    CONSUL_HTTP_TOKEN=TOKEN) is None  # a CONNECT tunnel hides it
+
+
+def test_svcwrap_registers_through_http_proxy_and_warns_once_that_the_proxy_sees_the_token(
+        wrap_pid1, svc):
+    # --address: "auto" would look consul.internal up in DNS; only the proxy knows it.
+    with forward_proxy(consul_internal=(svc.consul.host, svc.consul.port)) as proxy:
+        w = wrap_pid1(*svc.args("--consul", "http://consul.internal:8500", "--address", "127.0.0.1"),
+                      env=svc.env(HTTP_PROXY=proxy.url, CONSUL_HTTP_TOKEN="s3cr3t-token"))
+        wait_until(svc.is_passing, timeout=10, message="registered through the proxy")
+        assert any("/v1/agent/service/register" in line for line, _ in proxy.seen)
+        w.kill(signal.SIGTERM)
+        assert w.wait() == 0
+    assert w.stderr.count("token visible to proxy") == 1, w.stderr
+    assert "s3cr3t-token" not in w.stderr
