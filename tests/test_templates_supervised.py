@@ -68,9 +68,11 @@ def runs(w, name: str) -> bool:
 
 
 def copier(dest: Path, out: Path) -> list[str]:
-    """A child that copies dest to out when it starts, then waits to be stopped."""
-    return [sys.executable, "-c", "import shutil, sys, time; shutil.copy(sys.argv[1], sys.argv[2]);"
-            " time.sleep(120)", str(dest), str(out)]
+    """A child that copies dest to out when it starts, then waits to be stopped.
+    The copy is renamed into place, so out exists only once it is complete."""
+    return [sys.executable, "-c", "import os, shutil, sys, time;"
+            " shutil.copy(sys.argv[1], sys.argv[2] + '.part'); os.rename(sys.argv[2] + '.part',"
+            " sys.argv[2]); time.sleep(120)", str(dest), str(out)]
 
 
 # -- first render before the child ------------------------------------------------
