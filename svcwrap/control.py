@@ -58,7 +58,6 @@ IO_TIMEOUT = 2.0           # for a request (server) to arrive
 ANSWER_TIMEOUT = 4.0       # for the main loop to answer a queued request
 CLIENT_TIMEOUT = ANSWER_TIMEOUT + 2.0
 MAX_CLIENTS = 4            # served at once; more are told "busy"
-STOP_STATES = ("leaving", "draining", "stopping", "exited")
 
 
 class ControlError(Exception):
@@ -251,6 +250,14 @@ def _first_existing(paths: list[str]) -> str:
 
 
 # -- what the server answers ---------------------------------------------------------
+def is_stopping(state: str) -> bool:
+    """Whether a snapshot's state is past the stop request (states.py decides;
+    imported here, on the server's side only: the client stays light)."""
+    from svcwrap.states import STOPPING_STATES
+
+    return state in {s.value for s in STOPPING_STATES}
+
+
 def health(status: dict) -> tuple[bool, str]:
     """`svcwrap healthcheck`'s verdict on a status snapshot, and one line of why.
 
@@ -261,7 +268,7 @@ def health(status: dict) -> tuple[bool, str]:
     check = status.get("check_status")
     output = (status.get("check_output") or "").strip().splitlines()
     detail = f": {output[0][:200]}" if output else ""
-    if state in STOP_STATES:
+    if is_stopping(state):
         return False, f"{state}: svcwrap is stopping the service"
     if status.get("maintenance"):
         reason = status.get("maintenance_reason")
@@ -463,7 +470,7 @@ class ControlServer:
             snapshot = self.observer.snapshot()
             if snapshot["service_id"] is None:
                 return {"ok": False, "error": "no maintenance without Consul (--no-register)"}
-            if snapshot["state"] in STOP_STATES:
+            if is_stopping(snapshot["state"]):
                 return {"ok": False, "error": f"svcwrap is {snapshot['state']}"}
             return self._queued("maintenance", on=on, reason=reason[:512])
         if verb == "reload":
