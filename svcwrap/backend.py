@@ -79,6 +79,13 @@ class Backend:
             self._in_sync = False
             self._converge()
 
+    def keep_maintenance(self, on: bool, reason: str = "") -> None:
+        """Keep the wish without asking the agent (nothing registered yet):
+        the registration applies it."""
+        with self._lock:
+            self._wanted = reason if on else None
+            self._in_sync = False
+
     def prepare_stop(self) -> None:
         """Get ready for deregister() (a connection opened ahead), so a stop
         costs one request; optional."""
@@ -90,6 +97,11 @@ class Backend:
     @property
     def in_maintenance(self) -> bool:
         return self._wanted is not None
+
+    @property
+    def wanted_maintenance(self) -> str | None:
+        """The reason maintenance was asked with while it is wanted, else None."""
+        return self._wanted
 
     def _converge(self) -> None:
         # Called under self._lock.

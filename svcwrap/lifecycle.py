@@ -68,6 +68,10 @@ class ConsulDiscovery(Discovery):
         self.notify = notify
         self.observer = observer
         self.backend = backend
+        # Maintenance asked for before the worker has made the backend: the
+        # worker hands it on (under wish_lock, so that none falls between).
+        self.wish_lock = threading.Lock()
+        self.wish: tuple[bool, str] | None = None
         self.leave_timeout = config.consul.leave_timeout if config.consul else 1.0
         self.leaving = threading.Event()
         self.left = threading.Event()
@@ -128,12 +132,15 @@ class ConsulDiscovery(Discovery):
 
     def _maintenance(self, on: bool, reason: str, request: "Request") -> None:
         word = "maintenance on" if on else "maintenance off"
-        backend = self.backend
         if self.leaving.is_set():
             request.answer(False, error="svcwrap is leaving Consul")
             return
+        with self.wish_lock:
+            backend = self.backend
+            if backend is None:
+                self.wish = (on, reason)
         if backend is None:
-            request.answer(False, error="svcwrap is not connected to Consul yet; try again")
+            request.answer(True, message=f"{word}: applies once registered")
             return
         try:
             backend.maintenance(on, reason)
@@ -146,6 +153,14 @@ class ConsulDiscovery(Discovery):
         else:
             request.answer(True, message=word)
 
+    def kept_maintenance(self) -> tuple[bool, str] | None:
+        with self.wish_lock:
+            if self.wish is not None:
+                return self.wish
+            backend = self.backend
+        reason = backend.wanted_maintenance if backend is not None else None
+        return None if reason is None else (True, reason)
+
     # -- the worker thread -------------------------------------------------
     def _work(self) -> None:
         try:
@@ -155,8 +170,12 @@ class ConsulDiscovery(Discovery):
 
             from svcwrap.probes import make_probe  # noqa: F401
 
-            if self.backend is None:
-                self.backend = self._consul_backend()
+            backend = self.backend or self._consul_backend()
+            with self.wish_lock:
+                self.backend = backend
+                wish, self.wish = self.wish, None
+            if wish is not None:
+                backend.keep_maintenance(*wish)
             threading.Thread(target=self._leaver, name="svcwrap-leave", daemon=True).start()
             if not self._wait_ready():
                 return

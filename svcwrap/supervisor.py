@@ -134,6 +134,11 @@ class Discovery:
         """Switch maintenance; answer `request` now or from another thread."""
         request.answer(False, error="no maintenance without Consul (--no-register)")
 
+    def kept_maintenance(self) -> tuple[bool, str] | None:
+        """The maintenance asked for (on, reason), for the discovery that
+        takes over from this one (a restarted child); None: nothing asked."""
+        return None
+
 
 class Supervisor:
     def __init__(self, config: SupervisorConfig, log: Logger) -> None:

@@ -67,6 +67,8 @@ class Templating:
         self.reloads = 0
         self.observer: Observer | None = None
         self.control = None                          # a ControlServer started before the spawn
+        # The supervisor's discovery while the templates render (no child yet).
+        self.before = BeforeSpawn(config.register)
         # env() sees the child's environment: without the ACL token unless
         # --pass-token, so no template can write it into a file.
         self.manager = TemplateManager(
@@ -159,6 +161,7 @@ class Templating:
                                                       self.statuses.reaped)
         if hasattr(discovery, "check_note"):
             discovery.check_note = self.problem  # type: ignore[attr-defined]
+        hand_over(self.before, discovery)
 
     def failures_changed(self, failures: dict[str, str]) -> None:
         if self.observer is not None:
@@ -274,8 +277,11 @@ class Restartable(Discovery):
         self.on_started(self.current)
 
     def restarted(self, child_pid: int, supervisor: Supervisor) -> None:
-        self.current = self.make()
+        # Maintenance is the instance's, not the child's: the new child's
+        # discovery keeps it (the same service ID).
+        old, self.current = self.current, self.make()
         self.start(child_pid, supervisor)
+        hand_over(old, self.current)
 
     def leave(self) -> float:
         return self.current.leave()
@@ -285,6 +291,35 @@ class Restartable(Discovery):
 
     def maintenance(self, on: bool, reason: str, request: Request) -> None:
         self.current.maintenance(on, reason, request)
+
+
+class BeforeSpawn(Discovery):
+    """Discovery while the first render is awaited: nothing to leave yet;
+    maintenance asked for now is kept for the registration to come."""
+
+    def __init__(self, registers_later: bool) -> None:
+        self.registers_later = registers_later
+        self.wish: tuple[bool, str] | None = None
+
+    def maintenance(self, on: bool, reason: str, request: Request) -> None:
+        if not self.registers_later:
+            super().maintenance(on, reason, request)
+            return
+        self.wish = (on, reason)
+        request.answer(True, message=f"maintenance {'on' if on else 'off'}: applies once registered")
+
+    def kept_maintenance(self) -> tuple[bool, str] | None:
+        wish, self.wish = self.wish, None  # handed over once
+        return wish
+
+
+def hand_over(old: Discovery, new: Discovery) -> None:
+    """The maintenance `old` was asked for goes on with `new`."""
+    wish = old.kept_maintenance()
+    if wish is not None:
+        from svcwrap.control import Request
+
+        new.maintenance(*wish, Request("maintenance", {}))
 
 
 def render_before_spawn(config: Config, log: Logger, supervisor: Supervisor,
@@ -319,10 +354,9 @@ def render_before_spawn(config: Config, log: Logger, supervisor: Supervisor,
         templating.give_up()
         sys.stderr.write(f"svcwrap: error: {err}\n")
         return None, 2
-    nobody = Discovery()
     code = templating.wait_first_render(
         config.supervisor.stop_on, config.templates.timeout,
-        lambda: supervisor.take_requests(nobody))
+        lambda: supervisor.take_requests(templating.before))
     if code is not None:
         templating.give_up()
         return None, code

@@ -301,6 +301,42 @@ def test_restart_leaves_consul_stops_the_child_and_starts_it_again_under_the_sam
     assert w.wait() in (0, 143)
 
 
+def test_maintenance_asked_while_the_templates_wait_applies_once_registered(wrap, t, svc):
+    t.template("app.conf", "{{ key('NAME/v') }}")
+    w = wrap(*t.args("--name", svc.name, "--id", svc.id, "--port", str(svc.port), "--ttl", "1s",
+                     child=program("service.py", svc.port), register=True), env=t.env())
+    wait_until(lambda: t.control.exists() and t.status()["state"] == "waiting_templates",
+               message="waiting for the template")
+    p = t.verb("maintenance", "on", "--reason", "warming up")
+    assert (p.returncode, p.stdout) == (0, "maintenance on: applies once registered\n"), p.stderr
+    t.put_key("v", "1")
+    maint = f"_service_maintenance:{svc.id}"
+    wait_until(lambda: maint in svc.consul.checks(), timeout=10,
+               message="registered, in maintenance")
+    assert not svc.is_passing(), "listed as passing although maintenance was asked for"
+    assert svc.consul.checks()[maint]["Notes"] == "warming up"
+    w.kill(signal.SIGTERM)
+    assert w.wait() in (0, 143)
+
+
+def test_maintenance_stays_on_across_a_restart_reload(wrap, t, svc):
+    t.template("app.conf", "{{ key('NAME/v') }}", reload="restart")
+    t.put_key("v", "1")
+    w = wrap(*t.args("--name", svc.name, "--id", svc.id, "--port", str(svc.port), "--ttl", "1s",
+                     child=program("service.py", svc.port), register=True), env=t.env())
+    wait_until(svc.is_passing, timeout=10, message="registered and passing")
+    assert t.verb("maintenance", "on", "--reason", "disk swap").returncode == 0
+    t.put_key("v", "2")
+    wait_until(lambda: t.status()["counts"]["child_restarts"] == 1, message="restarted")
+    maint = f"_service_maintenance:{svc.id}"
+    wait_until(lambda: svc.registered() and maint in svc.consul.checks(), timeout=10,
+               message="registered again, still in maintenance")
+    assert not svc.is_passing()
+    assert t.status()["maintenance"] is True
+    w.kill(signal.SIGTERM)
+    assert w.wait() in (0, 143)
+
+
 def test_a_stop_request_during_a_restart_stops_for_good(wrap, t):
     t.template("app.conf", "{{ key('NAME/v') }}", reload="restart")
     w, out = started(wrap, t, "--stop-timeout", "1s", recorder_args=("--ignore-term",), v="1")
