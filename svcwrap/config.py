@@ -188,7 +188,7 @@ class ConsulConfig:
     """How to reach the Consul agent: mirrors the official client's CONSUL_* variables."""
 
     __slots__ = ("scheme", "host", "port", "token", "verify", "cert", "tls_server_name",
-                 "token_file", "leave_timeout")
+                 "token_file", "leave_timeout", "old_tokens")
 
     def __init__(self, scheme: str, host: str, port: int, token: Secret,
                  verify: bool | str, cert: tuple[str, str] | None,
@@ -203,6 +203,33 @@ class ConsulConfig:
         self.tls_server_name = tls_server_name
         self.token_file = token_file  # where the token came from, re-read on a 403
         self.leave_timeout = leave_timeout
+        self.old_tokens: list[str] = []  # rotated out by reread_token(), still redacted
+
+    def reread_token(self) -> bool:
+        """On a 403: read the token file again; True if the token changed.
+        Every connection made from this config sends the new one from its
+        next request on (registration, heartbeats and template watches alike)."""
+        if not self.token_file:
+            return False
+        try:
+            with open(self.token_file, encoding="utf-8") as f:
+                token = f.read().strip()
+        except OSError:
+            return False
+        old = self.token.reveal()
+        if not token or token == old:
+            return False
+        self.old_tokens.append(old)
+        self.token = Secret(token)
+        return True
+
+    def redact(self, text: str) -> str:
+        """An agent's text may echo the request: never let it show a token,
+        the current one or one rotated out; nor anything unprintable."""
+        for secret in (self.token.reveal(), *self.old_tokens):
+            if secret:
+                text = text.replace(secret, "<redacted>")
+        return "".join(c if c.isprintable() else "?" for c in text)
 
     @property
     def base_url(self) -> str:

@@ -170,10 +170,18 @@ class AgentHTTP:
         first max_body bytes instead and drops the connection). HTTP error
         statuses are returned, not raised.
         """
-        until = time.monotonic() + deadline
         target = urllib.parse.quote(path, safe="/:@!$&'()*+,;=~")
         if params:
             target += "?" + urllib.parse.urlencode(params)
+        answer = self._request(method, target, body, deadline, max_body, cut)
+        if answer.status == 403 and self.config.reread_token():
+            # A rotated token (--token-file): once more, at once, with the new one.
+            answer = self._request(method, target, body, deadline, max_body, cut)
+        return answer
+
+    def _request(self, method: str, target: str, body: bytes | None, deadline: float,
+                 max_body: int, cut: bool) -> Response:
+        until = time.monotonic() + deadline
         request = self._encode(method, target, body)
         try:
             try:

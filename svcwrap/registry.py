@@ -21,7 +21,7 @@ import json
 import os
 import socket
 
-from svcwrap.config import ConsulConfig, HealthConfig, Secret, ServiceConfig, format_duration
+from svcwrap.config import ConsulConfig, HealthConfig, ServiceConfig, format_duration
 from svcwrap.consul_http import AgentHTTP, ConsulUnavailable, Response
 
 CALL_TIMEOUT = 2.0    # any one call to the agent, overall (the agent is local: it answers in ms)
@@ -47,7 +47,6 @@ class Registry:
         # a heartbeat stuck on a slow agent. Each is used by one thread only.
         self.http = AgentHTTP(consul_config)
         self.stop_http = AgentHTTP(consul_config)
-        self.old_tokens: list[str] = []  # rotated-out tokens, still redacted
 
     @property
     def url(self) -> str:
@@ -130,44 +129,19 @@ class Registry:
     def _call(self, http: AgentHTTP, method: str, path: str, params: dict | None,
               body: bytes | None, deadline: float = CALL_TIMEOUT) -> Response:
         try:
-            answer = http.request(method, path, params=params, body=body, deadline=deadline,
-                                  max_body=MAX_ANSWER)
-            if answer.status == 403 and self.reread_token():
-                # A rotated token: try once more with the new one at once.
-                answer = http.request(method, path, params=params, body=body,
-                                      deadline=deadline, max_body=MAX_ANSWER)
+            # (a 403 makes AgentHTTP read --token-file again and try once more)
+            return http.request(method, path, params=params, body=body, deadline=deadline,
+                                max_body=MAX_ANSWER)
         except ConsulUnavailable as err:
             raise ConsulUnavailable(f"cannot reach Consul at {self.url}: "
                                     f"{self.redact(str(err))}") from None
-        return answer
-
-    def reread_token(self) -> bool:
-        """On a 403: read the token file again; True if the token changed."""
-        path = self.config.token_file
-        if not path:
-            return False
-        try:
-            with open(path, encoding="utf-8") as f:
-                token = f.read().strip()
-        except OSError:
-            return False
-        old = self.config.token.reveal()
-        if not token or token == old:
-            return False
-        self.old_tokens.append(old)
-        self.config.token = Secret(token)  # both connections read it per request
-        return True
 
     def _answered(self, answer: Response, what: str) -> str:
         text = " ".join(answer.text.split())[:300]
         return f"Consul at {self.url} answered {answer.status} to {what}: {self.redact(text)}"
 
     def redact(self, text: str) -> str:
-        """An agent's text may echo the request: never let it show the token."""
-        for secret in (self.config.token.reveal(), *self.old_tokens):
-            if secret:
-                text = text.replace(secret, "<redacted>")
-        return "".join(c if c.isprintable() else "?" for c in text)
+        return self.config.redact(text)
 
 
 def token_file_warning(path: str) -> str | None:

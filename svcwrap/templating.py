@@ -74,7 +74,8 @@ class Templating:
         self.manager = TemplateManager(
             self.config.templates, connect=lambda: AgentHTTP(consul), environ=config.environ,
             log=log, runner=statuses.run, on_rendered=self.on_rendered,
-            wait=self.config.wait, floor=self.config.floor, on_pass=self._passed)
+            wait=self.config.wait, floor=self.config.floor, on_pass=self._passed,
+            redact=consul.redact)
 
     def start(self) -> None:
         """Read the sources (TemplateError if one is bad) and start rendering."""

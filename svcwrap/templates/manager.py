@@ -69,8 +69,10 @@ class TemplateManager:
                  wait: tuple[float, float] = (0.0, 0.0), floor: float = 0.25,
                  block_wait: float = BLOCK_WAIT, clock: Callable[[], float] = time.monotonic,
                  watch_factory: Callable[..., Watch] | None = None,
-                 on_pass: Callable[[], None] = lambda: None) -> None:
+                 on_pass: Callable[[], None] = lambda: None,
+                 redact: Callable[[str], str] = lambda text: text) -> None:
         self.templates = [_Template(spec) for spec in specs]
+        self.redact = redact    # the agent's texts may echo the token (ConsulConfig.redact)
         self.connect = connect  # a new Consul client (consul_http.AgentHTTP) per watch
         self.log = log
         self.runner = runner
@@ -162,7 +164,7 @@ class TemplateManager:
         with self._cond:
             if not self._failing:
                 self.log.warning("consul unavailable, retrying", query=query.describe(),
-                                 error=error[:300])
+                                 error=self.redact(error)[:300])
             self._failing.add(query)
 
     def recovered(self, query: Query) -> None:
