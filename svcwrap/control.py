@@ -57,6 +57,9 @@ ANSWER_LIMIT = 1 << 20     # bytes of one answer line (a status is ~1 KB)
 IO_TIMEOUT = 2.0           # for a request (server) to arrive
 ANSWER_TIMEOUT = 4.0       # for the main loop to answer a queued request
 CLIENT_TIMEOUT = ANSWER_TIMEOUT + 2.0
+# `reload` answers once its pass has rendered and validated, which may take
+# a while (templating.RELOAD_ANSWER_TIMEOUT, 60 s, answers first).
+RELOAD_TIMEOUT = 62.0
 MAX_CLIENTS = 4            # served at once; more are told "busy"
 
 
@@ -476,14 +479,14 @@ class ControlServer:
         if verb == "reload":
             if not self.observer.snapshot()["templates"]:
                 return {"ok": False, "error": "no templates configured"}
-            return self._queued("reload")
+            return self._queued("reload", timeout=max(self.answer_timeout, RELOAD_TIMEOUT))
         return {"ok": False, "error": f"unknown verb {verb!r}"}
 
-    def _queued(self, verb: str, **args: object) -> dict:
-        answer = self.requests.put(verb, **args).wait(self.answer_timeout)
+    def _queued(self, verb: str, timeout: float | None = None, **args: object) -> dict:
+        timeout = self.answer_timeout if timeout is None else timeout
+        answer = self.requests.put(verb, **args).wait(timeout)
         if answer is None:
-            return {"ok": False, "error": f"svcwrap did not answer {verb} within "
-                                          f"{self.answer_timeout:g}s"}
+            return {"ok": False, "error": f"svcwrap did not answer {verb} within {timeout:g}s"}
         return answer
 
     def _reply(self, conn: "_socket.socket", answer: dict) -> None:

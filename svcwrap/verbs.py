@@ -12,7 +12,8 @@ what control.py does (C modules).
 import os
 import sys
 
-from svcwrap.control import ControlError, ask, client_paths, encode_request
+from svcwrap.control import (CLIENT_TIMEOUT, RELOAD_TIMEOUT, ControlError, ask, client_paths,
+                             encode_request)
 
 USAGE = {
     "status": "svcwrap status [--json] [--control PATH]",
@@ -87,7 +88,8 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("svcwrap: error: SVCWRAP_CONTROL is off: no control socket\n")
         return 1
     try:
-        answer = ask(paths, encode_request(verb, **fields))
+        answer = ask(paths, encode_request(verb, **fields),
+                     timeout=RELOAD_TIMEOUT + 2.0 if verb == "reload" else CLIENT_TIMEOUT)
     except ControlError as err:
         sys.stderr.write(f"svcwrap: error: {err}\n")
         return 1

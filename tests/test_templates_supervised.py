@@ -222,6 +222,25 @@ def test_a_change_waiting_in_the_quiet_window_lands_with_svcwrap_reload_and_only
     assert_stays_false(lambda: received(out).count(HUP) > 1, 3.5, "a second reload")
 
 
+def test_svcwrap_reload_waits_for_a_slow_validation_and_says_what_changed(wrap, t):
+    # Longer than the 4 s other queued verbs get: it must not say "did not answer".
+    slow = [sys.executable, "-c", "import sys, time; "
+            "time.sleep(5 if 'slow' in open(sys.argv[1]).read() else 0)", str(t.tmp / "app.conf")]
+    dest = t.template("app.conf", "v={{ key('NAME/v') }}", reload="signal:HUP", validate=slow)
+    started(wrap, t, "--template-wait", "30s:60s", v="1")
+    t.put_key("v", "slow")
+    answers: list[tuple[int, str]] = []
+
+    def reloaded() -> bool:
+        done = t.verb("reload")
+        answers.append((done.returncode, done.stdout + done.stderr))
+        return "1 changed" in done.stdout
+
+    wait_until(reloaded, timeout=30, message="the slow change landed")
+    assert [code for code, _ in answers] == [0] * len(answers), answers
+    assert dest.read_text() == "v=slow"
+
+
 # -- validation -----------------------------------------------------------------------
 # Passes unless the file holds the word "bad"; says why on stdout.
 VALIDATE = [sys.executable, "-c", "import sys; t = open(sys.argv[1]).read();"
