@@ -210,8 +210,10 @@ def pending_signals(pid: int) -> set[int]:
 
 
 class HeldProxy:
-    """A TCP proxy to host:port that holds what clients send until release():
-    a test can then act while it knows a request is on its way (.holding)."""
+    """A TCP proxy to host:port that holds what its first client sends until
+    release(): a test can then act while it knows a request is on its way
+    (.holding). Later connections pass at once; .answered_later is set once
+    one of them has had an answer (e.g. a deregistration sent meanwhile)."""
 
     def __init__(self, host: str, port: int) -> None:
         self.upstream = (host, port)
@@ -219,25 +221,33 @@ class HeldProxy:
         self.addr = "127.0.0.1:%d" % self.server.getsockname()[1]
         self.holding = threading.Event()
         self.released = threading.Event()
+        self.answered_later = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
+        first = True
         while True:
             try:
                 client, _ = self.server.accept()
                 agent = socket.create_connection(self.upstream, timeout=10)
             except OSError:
                 return
-            for src, dst, held in ((client, agent, True), (agent, client, False)):
-                threading.Thread(target=self._pump, args=(src, dst, held), daemon=True).start()
+            answered = None if first else self.answered_later
+            for src, dst, held, seen in ((client, agent, first, None),
+                                         (agent, client, False, answered)):
+                threading.Thread(target=self._pump, args=(src, dst, held, seen), daemon=True).start()
+            first = False
 
-    def _pump(self, src: socket.socket, dst: socket.socket, held: bool) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, held: bool,
+              seen: threading.Event | None) -> None:
         try:
             while data := src.recv(65536):
                 if held:
                     self.holding.set()
                     self.released.wait()
                 dst.sendall(data)
+                if seen is not None:
+                    seen.set()
         except OSError:
             pass
         finally:

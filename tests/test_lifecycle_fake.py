@@ -181,6 +181,17 @@ def test_an_agent_down_at_start_is_retried_and_reported_unreachable_once():
         assert d.observer.snapshot()["consul_reachable"] is True
 
 
+def test_an_agent_down_for_two_hundred_attempts_at_start_is_still_retried_until_the_service_registers():
+    # However long the agent is down, never a fixed number of tries: with a
+    # 20 ms TTL the backoff is capped at 10 ms, so 200 refusals take about 1 s.
+    fake = FakeBackend()
+    fake.fail_next(200)
+    with lifecycle("--ttl", "20ms", "--check-interval", "10ms", fake=fake) as (d, fake, _, log, _p):
+        wait_until(lambda: state(d) == "registered", timeout=15, message="registered at last")
+        assert [c[0] for c in fake.calls].count("register") >= 201
+        assert fake.passing
+
+
 def test_a_slow_agent_counts_failed_heartbeats_and_the_service_stays_registered():
     with lifecycle() as (d, fake, _, log, _p):
         wait_until(lambda: state(d) == "registered", message="registered")

@@ -44,6 +44,15 @@ def test_address_auto_with_a_non_loopback_agent_registers_the_local_source_addre
     assert Registry(config.consul, config.service, config.health, "").address == source != agent
 
 
+def test_the_address_svcwrap_advertises_is_the_address_consul_lists_for_the_service(
+        wrap_pid1, double_svc):
+    # The test above pins what `auto` works out; this, that it is what the
+    # registration carries (the same Registry.address, here given as an IP).
+    wrap_pid1(*double_svc.args("--address", "192.0.2.7"), env=double_svc.env())
+    wait_until(double_svc.is_passing, timeout=10, message="service passing")
+    assert double_svc.consul.services()[double_svc.id]["Address"] == "192.0.2.7"
+
+
 def test_registration_keeps_retrying_however_long_consul_is_down_with_the_backoff_capped_at_ttl_half(
         wrap_pid1, double_svc):
     double = double_svc.consul.double
@@ -103,3 +112,24 @@ def test_a_consul_1_10_agents_500_for_an_unknown_check_leads_to_registering_agai
         assert any(r.status == 500 and "/check/update/" in r.path for r in legacy.double.requests)
         w.kill(signal.SIGTERM)
         assert w.wait() == 0
+
+
+def test_the_status_report_right_after_a_re_registration_carries_the_current_result_not_passing(
+        wrap_pid1, double_svc):
+    # The register body's Status counts only for a new check; the update that
+    # follows it is what sets a known check's status, so it too must be the
+    # current result (here critical: the exec check exits 2).
+    double = double_svc.consul.double
+    wrap_pid1(*double_svc.args("--ready", "none", "--check", "exec:sh -c 'exit 2'", ttl="3s"),
+              env=double_svc.env())
+    wait_until(lambda: double_svc.status() == "critical", timeout=10, message="critical")
+    double.forget_everything()
+    forgot_at = len(double.requests)
+
+    def puts_since_forgetting() -> list:
+        return [r for r in double.requests[forgot_at:] if r.method == "PUT" and r.status == 200]
+
+    after = wait_until(lambda: [r.path for r in puts_since_forgetting()][:2] == [
+        REGISTER, f"/v1/agent/check/update/{double_svc.check_id}"] and puts_since_forgetting(),
+        timeout=10, message="registered again and the status reported")
+    assert [after[0].body["Check"]["Status"], after[1].body["Status"]] == ["critical", "critical"]

@@ -49,7 +49,10 @@ def test_sigterm_while_the_registration_is_in_flight_leaves_no_entry_in_consul(w
         assert agent.holding.wait(10), "no registration sent"
         w.kill(signal.SIGTERM)
         wait_until(lambda: " stopping " in w.stderr_so_far(), message="stop begun")
-        agent.release()  # the registration lands now, after the stop request
+        # The deregistration sent at once passes (and finds nothing); only
+        # then does the registration land: svcwrap must take it back too.
+        assert agent.answered_later.wait(10), "no deregistration answered"
+        agent.release()
         assert w.wait() == 128 + signal.SIGTERM
     finally:
         agent.close()
