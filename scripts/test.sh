@@ -3,8 +3,9 @@
 # what it needs (Debian packages as root, .venv, a Docker engine where one
 # can run), then runs pytest in two parts:
 #   1. every test but the Docker ones, on SVCWRAP_TEST_WORKERS processes
-#      (pytest-xdist; default 4: the tests mostly wait on processes and
-#      sockets, so 4 fit on 2 cores; 0 runs them in this process);
+#      (pytest-xdist; default 6: the tests mostly wait on processes and
+#      sockets, so 6 fit on 2 cores, even beside a CPU hog; 0 runs them in
+#      this process);
 #   2. the Docker tests, one at a time (they share images and one engine).
 # Extra arguments go to pytest (both parts), e.g. `scripts/test.sh -q`. Any
 # selection of your own (-m, -k, a path) runs as one plain pytest instead:
@@ -30,7 +31,7 @@ if [ "$selects" = 1 ]; then
   exec .venv/bin/pytest "$@"
 fi
 
-workers=${SVCWRAP_TEST_WORKERS:-4}
+workers=${SVCWRAP_TEST_WORKERS:-6}
 case "$workers" in
   ''|*[!0-9]*) echo "scripts/test.sh: SVCWRAP_TEST_WORKERS must be a number, not '$workers'" >&2; exit 2 ;;
 esac
