@@ -209,6 +209,29 @@ def pending_signals(pid: int) -> set[int]:
     return {n for n in range(1, 65) if mask & (1 << (n - 1))}
 
 
+def relay(a: socket.socket, b: socket.socket) -> None:
+    """Copy bytes both ways between two connected sockets until both sides
+    have finished (each end passed on as a half-close), then close both."""
+    def pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while chunk := src.recv(65536):
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    other = threading.Thread(target=pump, args=(b, a), daemon=True)
+    other.start()
+    pump(a, b)
+    other.join(10)
+    for sock in (a, b):
+        sock.close()
+
+
 class HeldProxy:
     """A TCP proxy to host:port that holds what its first client sends until
     release(): a test can then act while it knows a request is on its way

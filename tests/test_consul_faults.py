@@ -16,7 +16,7 @@ import pytest
 from tests.consul_double import start
 from tests.consul_fixture import ConsulUnderTest
 from tests.lifecycle_support import Service
-from tests.support import program, wait_until
+from tests.support import program, relay, wait_until
 
 LEGACY_TOKEN = "l3gacy-70ken"
 
@@ -215,19 +215,6 @@ def unix_to_tcp(path: Path, port: int):
     listener.bind(str(path))
     listener.listen(16)
 
-    def pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
     def accept() -> None:
         while True:
             try:
@@ -235,8 +222,7 @@ def unix_to_tcp(path: Path, port: int):
             except OSError:
                 return
             upstream = socket.create_connection(("127.0.0.1", port))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=pump, args=(a, b), daemon=True).start()
+            threading.Thread(target=relay, args=(client, upstream), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
     try:

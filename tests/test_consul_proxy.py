@@ -21,7 +21,7 @@ import pytest
 
 from svcwrap.cli import parse
 from svcwrap.consul_http import AgentHTTP, ConsulUnavailable, ProxyURL, proxy_for, proxy_warning
-from tests.support import wait_until
+from tests.support import relay, wait_until
 from tests.tls_support import https_server, tls_files  # noqa: F401 (a fixture)
 
 TOKEN = "70ken-past-the-proxy"
@@ -192,7 +192,7 @@ class ForwardProxy:
                 upstream = socket.create_connection(where, timeout=10)
                 if method == "CONNECT":
                     conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                    self._splice(conn, upstream)
+                    relay(conn, upstream)
                     return
                 length = int(headers.get("content-length", "0"))
                 while len(buf) < length:
@@ -207,26 +207,6 @@ class ForwardProxy:
                 with upstream:  # one upstream connection per request: relay until it closes
                     while chunk := upstream.recv(65536):
                         conn.sendall(chunk)
-
-    @staticmethod
-    def _splice(a: socket.socket, b: socket.socket) -> None:
-        def pump(src: socket.socket, dst: socket.socket) -> None:
-            try:
-                while chunk := src.recv(65536):
-                    dst.sendall(chunk)
-            except OSError:
-                pass
-            finally:
-                try:
-                    dst.shutdown(socket.SHUT_WR)
-                except OSError:
-                    pass
-
-        other = threading.Thread(target=pump, args=(b, a), daemon=True)
-        other.start()
-        pump(a, b)
-        other.join(10)
-        b.close()
 
 
 @contextmanager
