@@ -16,15 +16,19 @@ check, and an agent that forgot the service forgot that check too; a
 registration with replace-existing-checks removes it). The base class does
 that for every backend; subclasses implement the _calls.
 
-ConsulBackend adapts registry.Registry. FakeBackend is an in-memory agent
+ConsulBackend adapts registry.Registry (consul_backend() builds it from the
+configuration). FakeBackend is an in-memory agent
 for in-process tests of the lifecycle, with the faults the suite injects
 into the Consul double: down, slow, forgetful.
 """
+import os
 import threading
 import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from svcwrap.config import Config
+    from svcwrap.logs import Logger
     from svcwrap.observer import Observer
 
 
@@ -175,6 +179,29 @@ class ConsulBackend(Backend):
 
     def _set_maintenance(self, on: bool, reason: str) -> None:
         self._call(self.registry.maintenance, on, reason)
+
+
+def consul_backend(config: "Config", log: "Logger", observer: "Observer | None") -> ConsulBackend:
+    """The Consul backend for `config`'s service, with the warnings about
+    where its token may be seen (a loose token file, a plain-http proxy).
+    Call it off the main thread: it imports the transport and the registry."""
+    from svcwrap.consul_http import proxy_warning
+    from svcwrap.probes import describe
+    from svcwrap.registry import Registry, token_file_warning
+
+    assert config.consul is not None and config.service is not None
+    health = config.health
+    notes = (f"Kept alive by svcwrap (pid {os.getpid()}): passing while the service "
+             f"answers {describe(health.check)}; critical after "
+             f"{health.ttl:g}s without a heartbeat")
+    registry = Registry(config.consul, config.service, health, notes)
+    problem = token_file_warning(config.consul.token_file)
+    if problem:
+        log.warning("token file exposed", file=config.consul.token_file, problem=problem)
+    exposed = proxy_warning(config.consul)
+    if exposed:
+        log.warning("token visible to proxy", message=exposed)
+    return ConsulBackend(registry, observer)
 
 
 class FakeBackend(Backend):

@@ -647,12 +647,14 @@ def run(config: Config, log: Logger) -> int:
 
     def make_discovery() -> Discovery:
         if config.register:
-            from svcwrap.lifecycle import ConsulDiscovery
+            from svcwrap.backend import consul_backend
+            from svcwrap.lifecycle import ServiceLifecycle
 
             if notify is not None:
                 notify.new_child(supervisor.child_pid)  # after a restart: the new child
 
-            return ConsulDiscovery(config, log, notify, observer)
+            return ServiceLifecycle(config, log, notify, observer,
+                                    make_backend=lambda: consul_backend(config, log, observer))
         if config.health.check.kind != "none":
             from svcwrap.lifecycle import LocalCheck
 

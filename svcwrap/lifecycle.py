@@ -13,7 +13,7 @@ Consul client (the heavy imports below are local to the worker's methods
 for that reason), the readiness probe, registration, heartbeats. It speaks
 to discovery only through a backend.Backend (register, report,
 deregister, maintenance), so it runs in-process against
-backend.FakeBackend in the tests. The two meet in ConsulDiscovery:
+backend.FakeBackend in the tests. The two meet in ServiceLifecycle:
 
     supervisor                         worker thread
     ----------                         -------------
@@ -33,7 +33,6 @@ backend.FakeBackend in the tests. The two meet in ConsulDiscovery:
 If svcwrap is SIGKILLed nothing runs: the TTL check goes critical and
 Consul's DeregisterCriticalServiceAfter removes the entry.
 """
-import os
 import threading
 import time
 
@@ -51,13 +50,14 @@ if TYPE_CHECKING:
     from svcwrap.control import Request
 
 
-class ConsulDiscovery(Discovery):
+class ServiceLifecycle(Discovery):
     registers = True
 
     def __init__(self, config: Config, log: Logger, notify, observer: Observer,
-                 backend: Backend | None = None) -> None:
-        """`backend`: discovery to use; by default the worker builds the
-        Consul one (registry.py) from `config`, off the main thread."""
+                 make_backend: "Callable[[], Backend]") -> None:
+        """`make_backend`: builds the discovery backend (backend.consul_backend,
+        or a FakeBackend in tests); called on the worker thread, since a real
+        one's imports are the heaviest part of svcwrap."""
         from svcwrap.probes import ExitStatuses
 
         assert config.service is not None
@@ -67,7 +67,8 @@ class ConsulDiscovery(Discovery):
         self.log = log
         self.notify = notify
         self.observer = observer
-        self.backend = backend
+        self.make_backend = make_backend
+        self.backend: Backend | None = None   # once the worker has made it
         # Maintenance asked for before the worker has made the backend: the
         # worker hands it on (under wish_lock, so that none falls between).
         self.wish_lock = threading.Lock()
@@ -170,7 +171,7 @@ class ConsulDiscovery(Discovery):
 
             from svcwrap.probes import make_probe  # noqa: F401
 
-            backend = self.backend or self._consul_backend()
+            backend = self.make_backend()
             with self.wish_lock:
                 self.backend = backend
                 wish, self.wish = self.wish, None
@@ -193,26 +194,6 @@ class ConsulDiscovery(Discovery):
                 self.log.error("discovery failed, starting over",
                                error=f"{type(err).__name__}: {err}")
                 self.leaving.wait(1.0)
-
-    def _consul_backend(self) -> Backend:
-        from svcwrap.backend import ConsulBackend
-        from svcwrap.consul_http import proxy_warning
-        from svcwrap.probes import describe
-        from svcwrap.registry import Registry, token_file_warning
-
-        assert self.config.consul is not None
-        notes = (f"Kept alive by svcwrap (pid {os.getpid()}): passing while the service "
-                 f"answers {describe(self.health.check)}; critical after "
-                 f"{self.health.ttl:g}s without a heartbeat")
-        registry = Registry(self.config.consul, self.service, self.health, notes)
-        problem = token_file_warning(self.config.consul.token_file)
-        if problem:
-            self.log.warning("token file exposed", file=self.config.consul.token_file,
-                             problem=problem)
-        exposed = proxy_warning(self.config.consul)
-        if exposed:
-            self.log.warning("token visible to proxy", message=exposed)
-        return ConsulBackend(registry, self.observer)
 
     def _wait_ready(self) -> bool:
         """Poll fast at first (10 ms), backing off to 200 ms; or wait for READY=1."""

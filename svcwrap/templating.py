@@ -155,7 +155,7 @@ class Templating:
 
     def discovery_started(self, supervisor: Supervisor, discovery: Discovery) -> None:
         """The lifecycle took the supervisor's reaped statuses for its exec
-        probes (ConsulDiscovery.start): hand them on to the templates'
+        probes (ServiceLifecycle.start): hand them on to the templates'
         commands too; and let its check report a failing template as warning."""
         if supervisor.on_other_reaped != self.statuses.reaped:
             supervisor.on_other_reaped = chain_reaped(supervisor.on_other_reaped,
@@ -255,7 +255,7 @@ class Templating:
 
 class Restartable(Discovery):
     """The supervisor's Discovery for a child that a `restart` reload may
-    spawn again: a fresh one (lifecycle.ConsulDiscovery, whose leave is for
+    spawn again: a fresh one (lifecycle.ServiceLifecycle, whose leave is for
     good) for each child, with the same configuration, so the same service
     ID. Made by make(); on_started(d) once each has started."""
 

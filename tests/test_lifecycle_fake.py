@@ -13,7 +13,7 @@ import pytest
 from svcwrap.backend import FakeBackend
 from svcwrap.cli import parse
 from svcwrap.control import Request
-from svcwrap.lifecycle import ConsulDiscovery, LocalCheck
+from svcwrap.lifecycle import ServiceLifecycle, LocalCheck
 from svcwrap.states import ServiceState
 from tests.consul_fixture import wait_until
 from tests.control_support import LogFile, observer
@@ -37,7 +37,7 @@ class Listener:
 
 
 class MainThread:
-    """What ConsulDiscovery needs from the supervisor, and its stop sequence."""
+    """What ServiceLifecycle needs from the supervisor, and its stop sequence."""
 
     def __init__(self, obs) -> None:
         self.obs = obs
@@ -50,7 +50,7 @@ class MainThread:
     def request_stop(self, code: int, reason: str) -> None:
         self.stops.append((code, reason))
 
-    def stop(self, discovery: ConsulDiscovery) -> float:
+    def stop(self, discovery: ServiceLifecycle) -> float:
         """A SIGTERM: leaving first (as begin_stop), then discovery.leave()."""
         self.obs.transition(S.LEAVING, "stopping", reason="SIGTERM")
         return discovery.leave()
@@ -58,7 +58,7 @@ class MainThread:
 
 @contextmanager
 def lifecycle(*flags: str, start: bool = True, fake: FakeBackend | None = None
-              ) -> Iterator[tuple[ConsulDiscovery, FakeBackend, MainThread, LogFile, Listener]]:
+              ) -> Iterator[tuple[ServiceLifecycle, FakeBackend, MainThread, LogFile, Listener]]:
     port = Listener()
     config, _ = parse(["--name", "web", "--id", "web-1", "--ready", "none",
                        "--check", f"tcp:127.0.0.1:{port.port}", "--ttl", "1s",
@@ -67,7 +67,7 @@ def lifecycle(*flags: str, start: bool = True, fake: FakeBackend | None = None
     obs = observer(log)
     fake = fake or FakeBackend(timeout=0.3)
     fake._observer = obs
-    discovery = ConsulDiscovery(config, log.logger, None, obs, backend=fake)
+    discovery = ServiceLifecycle(config, log.logger, None, obs, make_backend=lambda: fake)
     main = MainThread(obs)
     if start:
         discovery.start(0, main)  # type: ignore[arg-type]
@@ -80,7 +80,7 @@ def lifecycle(*flags: str, start: bool = True, fake: FakeBackend | None = None
         port.close()
 
 
-def state(d: ConsulDiscovery) -> str:
+def state(d: ServiceLifecycle) -> str:
     return d.observer.snapshot()["state"]
 
 
@@ -204,7 +204,7 @@ def test_a_slow_agent_counts_failed_heartbeats_and_the_service_stays_registered(
         assert state(d) == "registered"
 
 
-def maintenance(d: ConsulDiscovery, on: bool, reason: str = "") -> dict:
+def maintenance(d: ServiceLifecycle, on: bool, reason: str = "") -> dict:
     request = Request("maintenance", {"on": on, "reason": reason})
     d.maintenance(on, reason, request)
     answer = request.wait(5)

@@ -76,7 +76,7 @@ def test_a_failing_validation_is_reported_for_the_check_even_with_nothing_change
 
 
 def test_a_ready_1_that_the_old_childs_lifecycle_drains_still_counts_for_the_new_child():
-    # After a `restart` reload the old ConsulDiscovery may still be draining
+    # After a `restart` reload the old ServiceLifecycle may still be draining
     # the notify socket when the new child sends READY=1 (issue 11).
     import os
     import socket

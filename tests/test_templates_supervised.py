@@ -47,6 +47,12 @@ def started(wrap, t: Templated, *args: str, recorder_args: tuple = (), **keys: s
     return w, out
 
 
+def slow_validation(path: Path, seconds: float) -> list[str]:
+    """A validation that passes, taking `seconds` (as `sleep`) when the
+    file holds the word "slow", at once otherwise (the first render)."""
+    return ["sh", "-c", f'grep -q slow "$1" && exec sleep {seconds:g}; exit 0', "sh", str(path)]
+
+
 def hups_after_settling(w, out: Path) -> int:
     """How many SIGHUPs the child has had, once svcwrap has dealt with every
     signal sent before a marker (see signal_support.settle)."""
@@ -224,9 +230,8 @@ def test_a_change_waiting_in_the_quiet_window_lands_with_svcwrap_reload_and_only
 
 def test_svcwrap_reload_waits_for_a_slow_validation_and_says_what_changed(wrap, t):
     # Longer than the 4 s other queued verbs get: it must not say "did not answer".
-    slow = [sys.executable, "-c", "import sys, time; "
-            "time.sleep(5 if 'slow' in open(sys.argv[1]).read() else 0)", str(t.tmp / "app.conf")]
-    dest = t.template("app.conf", "v={{ key('NAME/v') }}", reload="signal:HUP", validate=slow)
+    dest = t.template("app.conf", "v={{ key('NAME/v') }}", reload="signal:HUP",
+                      validate=slow_validation(t.tmp / "app.conf", 5))
     started(wrap, t, "--template-wait", "30s:60s", v="1")
     t.put_key("v", "slow")
     answers: list[tuple[int, str]] = []
@@ -390,9 +395,9 @@ def test_after_a_restart_ready_1_comes_from_the_new_child_and_it_registers_again
 
 def test_a_validation_that_takes_its_time_delays_no_signal_forwarding(wrap, t):
     t.template("app.conf", "{{ key('NAME/v') }}", reload="signal:HUP",
-               validate=["sleep", "4"])
-    w, out = started(wrap, t, v="1")   # (the first render waited for its validation)
-    t.put_key("v", "2")
+               validate=slow_validation(t.tmp / "app.conf", 4))
+    w, out = started(wrap, t, v="1")
+    t.put_key("v", "slow")
     wait_until(lambda: runs(w, "sleep"), message="the validation running")
     before = len(received(out))
     w.kill(MARKER)
