@@ -164,6 +164,7 @@ class Supervisor:
         self.drain_deadline = 0.0
         self.kill_deadline: float | None = None
         self.straggler_deadline: float | None = None
+        self.restart_deadline: float | None = None  # KILL what the old child left (restart)
         self.stragglers_killed = False
         self.forced_exit: int | None = None
         self.stop_with = 0  # what the child gets when the stop sequence signals it
@@ -342,6 +343,7 @@ class Supervisor:
         if not self.restarting:
             return
         self.restarting = False
+        self.restart_deadline = None
         if self.child_status is not None:
             self.child_exited(self.child_pid, self.child_status)
 
@@ -352,7 +354,10 @@ class Supervisor:
 
         if not self.restarting or self.child_status is None or self.state is S.LEAVING:
             return
+        if not self.old_group_gone():
+            return
         self.restarting = False
+        self.restart_deadline = None
         assert self.observer is not None
         old_pid, old_status = self.child_pid, self.child_status
         try:
@@ -368,6 +373,36 @@ class Supervisor:
         self.observer.transition(S.STARTING if discovery.registers else S.RUNNING)
         self.observer.child_restarted(pid)
         discovery.restarted(pid, self)
+
+    def old_group_gone(self) -> bool:
+        """A restart starts the command afresh only once what the old child
+        left in its process group (workers, a shell's background jobs) is
+        gone too, as ContainerPilot stops a job's group: TERM and CONT at
+        once, KILL after a grace bounded by --stop-timeout (as for what is
+        left when svcwrap exits). Processes that left the group (setsid)
+        are not told apart from svcwrap's own commands, and are left alone."""
+        pgid = self.child_pid  # the child led its own group (spawn)
+        try:
+            os.killpg(pgid, 0)
+        except OSError:
+            return True  # nobody left in it
+        now = time.monotonic()
+        if self.restart_deadline is None:
+            grace = min(STRAGGLER_GRACE_MAX, self.config.stop_timeout)
+            self.log.debug("stopping what the old child left", grace=f"{grace:g}s")
+            self.restart_deadline = now + grace
+            signals = (sig.SIGTERM, sig.SIGCONT)
+        elif now >= self.restart_deadline:
+            self.log.warning("killing what the old child left")
+            signals = (sig.SIGKILL,)
+        else:
+            return False
+        for signo in signals:
+            try:
+                os.killpg(pgid, signo)
+            except OSError:
+                pass
+        return signals == (sig.SIGKILL,)
 
     def on_snapshot(self, request: "Request", discovery: Discovery) -> None:
         assert self.observer is not None
@@ -509,7 +544,7 @@ class Supervisor:
                 self.send(sig.SIGCONT)  # a stopped child must run to act on it
             self.kill_deadline = now + self.config.stop_timeout
         if self.state is S.STOPPING and self.kill_deadline is not None \
-                and now >= self.kill_deadline:
+                and now >= self.kill_deadline and self.child_status is None:
             self.log.warning("stop timeout, killing child",
                              timeout=f"{self.config.stop_timeout:g}s")
             self.send(sig.SIGKILL)
@@ -545,6 +580,8 @@ class Supervisor:
             deadlines.append(self.leave_deadline)
             if self.straggler_deadline is not None and not self.stragglers_killed:
                 deadlines.append(self.straggler_deadline)
+        if self.restart_deadline is not None:
+            deadlines.append(self.restart_deadline)
         # Deadlines already passed were acted on by advance(); only future
         # ones bound the wait (a past one would make this loop spin).
         future = [d for d in deadlines if d > now]

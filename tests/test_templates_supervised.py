@@ -361,6 +361,40 @@ def test_maintenance_stays_on_across_a_restart_reload(wrap, t, svc):
     assert w.wait() in (0, 143)
 
 
+def test_a_restart_stops_what_the_old_child_left_in_its_group_before_starting_again(wrap, t):
+    # A worker that ignores SIGTERM would keep the old child's port or files.
+    t.template("app.conf", "{{ key('NAME/v') }}", reload="restart")
+    t.put_key("v", "1")
+    child, out = recorder(t.tmp)
+    w = wrap(*t.args("--stop-timeout", "1s", child=[
+        "sh", "-c", '(trap "" TERM; exec sleep 1000) & exec "$@"', "sh", *child]), env=t.env())
+    ready(out)
+
+    def workers() -> list[psutil.Process]:
+        try:
+            below = psutil.Process(w.pid).children(recursive=True)
+        except psutil.Error:
+            return []
+        alive = []
+        for proc in below:
+            try:
+                if proc.name() == "sleep" and proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(proc)
+            except psutil.Error:
+                pass
+        return alive
+
+    old = {proc.pid for proc in wait_until(workers, message="the old child's worker")}
+    t.put_key("v", "2")
+    wait_until(lambda: t.status()["counts"]["child_restarts"] == 1, timeout=10,
+               message="restarted")
+    assert not old & {proc.pid for proc in workers()}, \
+        "the old child's worker still runs beside the new child"
+    wait_until(lambda: workers(), message="the new child's own worker")
+    w.kill(signal.SIGTERM)
+    w.wait()
+
+
 def test_a_stop_request_during_a_restart_stops_for_good(wrap, t):
     t.template("app.conf", "{{ key('NAME/v') }}", reload="restart")
     w, out = started(wrap, t, "--stop-timeout", "1s", recorder_args=("--ignore-term",), v="1")
