@@ -194,7 +194,9 @@ def test_metrics_agree_with_the_agents_request_log(wrap, double_svc, sock):
     before = accepted_updates()
     m = scrape(port)
     after = accepted_updates()
-    assert before <= m["svcwrap_heartbeats_total"] <= after
+    # The double logs an update as it answers; svcwrap counts it once the
+    # answer is read: one heartbeat may be between the two.
+    assert before - 1 <= m["svcwrap_heartbeats_total"] <= after
     assert m["svcwrap_heartbeat_failures_total"] == 0
     registers = sum(1 for r in svc.consul.double.requests
                     if r.path == "/v1/agent/service/register")
