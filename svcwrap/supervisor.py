@@ -565,27 +565,34 @@ class Supervisor:
         return discovery.has_left() or time.monotonic() >= self.leave_deadline
 
     def next_timeout(self) -> float | None:
+        """How long the main loop may wait for a signal: until the next
+        deadline, or None (no deadline: only a signal can matter).
+
+        Each deadline here is one that the next advance() or finished() acts
+        on once it has passed, so a passed one means 0, at once. (Leaving
+        passed ones out would wait with no timeout at all when a deadline
+        passes between advance() and this call, a loaded machine preempting
+        svcwrap for longer than, say, a 300 ms grace: the child or the
+        leftovers were then never killed.)"""
         from svcwrap.states import ServiceState as S
 
-        now = time.monotonic()
         deadlines = []
         state = self.state
         if state is S.LEAVING:
             deadlines.append(self.leave_deadline)
         elif state is S.DRAINING:
             deadlines.append(self.drain_deadline)
-        elif state is S.STOPPING and self.kill_deadline is not None:
+        elif state is S.STOPPING and self.kill_deadline is not None \
+                and self.child_status is None:
             deadlines.append(self.kill_deadline)
         elif state is S.EXITED:
-            deadlines.append(self.leave_deadline)
+            if self.no_children or self.config.ignore_others:
+                deadlines.append(self.leave_deadline)  # finished(): stop waiting to leave
             if self.straggler_deadline is not None and not self.stragglers_killed:
                 deadlines.append(self.straggler_deadline)
         if self.restart_deadline is not None:
             deadlines.append(self.restart_deadline)
-        # Deadlines already passed were acted on by advance(); only future
-        # ones bound the wait (a past one would make this loop spin).
-        future = [d for d in deadlines if d > now]
-        return min(future) - now if future else None
+        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
 
     # -- children --------------------------------------------------------------
     def send(self, signo: int) -> None:
