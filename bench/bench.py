@@ -32,15 +32,16 @@ from measure import Double, Result  # noqa: E402
 from util import (BENCH_DIR, DOUBLE_NOTES, UNSHARE, Unavailable, build_helper, check_unshare,  # noqa: E402
                   spawn, start_double, stop)
 
-GROUPS = ["startup", "signals", "orphans", "idle", "heartbeats", "lifecycle", "scale", "dist",
-          "control"]
-CONSUL_GROUPS = {"signals", "heartbeats", "lifecycle", "scale"}  # idle runs without the double too
+GROUPS = ["startup", "signals", "orphans", "idle", "heartbeats", "lifecycle", "scale", "massstop",
+          "dist", "control"]
+CONSUL_GROUPS = {"signals", "heartbeats", "lifecycle", "scale", "massstop"}  # idle runs without the double too
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
-                   help="smoke run for CI: 3 runs, 5 s idle, 300 heartbeats, 5 services")
+                   help="smoke run for CI: 3 runs, 5 s idle, 300 heartbeats, 5 services, "
+                        "10 stops at once")
     p.add_argument("--runs", type=int, help="runs per timed figure [50; 3 with --quick]")
     p.add_argument("--idle-seconds", type=float, help="idle CPU window [60; 5 with --quick]")
     p.add_argument("--heartbeats", type=int, help="heartbeats for the RSS growth figure "
@@ -49,6 +50,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                                    "[50,200,500; 5 with --quick]")
     p.add_argument("--scale-seconds", type=float, help="observation window per size "
                                                        "[30; 3 with --quick]")
+    p.add_argument("--massstop-n", type=int, help="svcwraps stopped at once by the massstop group "
+                                                   "[300; 10 with --quick]")
     p.add_argument("--only", help=f"comma-separated subset of: {','.join(GROUPS)}")
     p.add_argument("--out", type=Path, default=BENCH_DIR / "out", help="output directory [bench/out]")
     args = p.parse_args(argv)
@@ -58,6 +61,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     args.heartbeats = args.heartbeats or (300 if quick else 10000)
     args.scale = [int(n) for n in (args.scale or ("5" if quick else "50,200,500")).split(",")]
     args.scale_seconds = args.scale_seconds or (3.0 if quick else 30.0)
+    args.massstop_n = args.massstop_n or (10 if quick else 300)
     args.groups = args.only.split(",") if args.only else GROUPS
     unknown = set(args.groups) - set(GROUPS)
     if unknown:
@@ -159,6 +163,9 @@ def run_all(args: argparse.Namespace) -> tuple[list[Result], list[tuple[int, flo
     if "scale" in groups:
         results += consul("scale", "services on one agent [double]",
                           lambda: measure.scale(helper, args.scale, args.scale_seconds, double, log))  # type: ignore[arg-type]
+    if "massstop" in groups:
+        results += consul("massstop", f"{args.massstop_n} stops at once [double]",
+                          lambda: measure.massstop(helper, args.massstop_n, double, log))  # type: ignore[arg-type]
     if "dist" in groups:  # the self-contained /opt/svcwrap beside a venv install (bench/dist.py)
         results += guarded("dist", "svcwrap tree vs venv",
                            lambda: dist.dist(helper, args.runs, None if consul_na else double, log,
@@ -240,6 +247,8 @@ def chart(results: list[Result], curve: list[tuple[int, float]], path: Path) -> 
         if r.median is not None and not r.figure.startswith("RSS registered"):  # the curve shows it
             key = "Consul lifecycle [double]" if r.figure.endswith("[double]") and "services" not in r.figure \
                 else ("services on one agent [double]" if "services" in r.figure else r.figure)
+            if " stops at once: " in r.figure:  # one panel per figure, a bar per wrapper
+                key = r.figure
             figures.setdefault(key, []).append(r)
     panels = list(figures.items()) + ([("RSS of registered svcwrap vs heartbeats", [])] if curve else [])
     if not panels:
@@ -284,7 +293,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             f"at the end, on {os.cpu_count()} CPUs")
     mode = "quick" if args.quick else "full"
     header = (f"svcwrap bench ({mode}: {args.runs} runs per timed figure, idle {args.idle_seconds:g} s, "
-              f"{args.heartbeats} heartbeats, services {','.join(map(str, args.scale))}; "
+              f"{args.heartbeats} heartbeats, services {','.join(map(str, args.scale))}, "
+              f"{args.massstop_n} stops at once; "
               f"took {duration:.0f} s; {load}). Figures marked [double] ran against tests/consul_double, "
               "a Consul agent stand-in, not a real Consul; tini and dumb-init have no Consul figures."
               + "".join(f" Note: {note}." for note in DOUBLE_NOTES))

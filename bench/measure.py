@@ -16,8 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Optional
 
-from util import (REPO, UNSHARE, ConsulReader, PassingWatcher, Unavailable, clean_venv, cpu_seconds,
-                  is_heartbeat, median, percentile, pid1_of, python_env, rss_mb, spawn, stop)
+import psutil
+
+from util import (REPO, UNSHARE, ConsulReader, ListedWatcher, LineReader, PassingWatcher, Unavailable,
+                  clean_venv, cpu_seconds, cpu_so_far_ns, is_heartbeat, median, percentile, pid1_of,
+                  python_env, rss_mb, rusage_ns, spawn, stop)
 
 PYTHON = sys.executable  # the interpreter that runs svcwrap; the bare-python baseline uses it too
 SVCWRAP = str(Path(PYTHON).parent / "svcwrap")  # the console script installed beside it
@@ -351,15 +354,24 @@ def heartbeat_growth(helper: Path, beats: int, double: Double, log: IO[bytes]
 def leave_received(double: Double, service_id: str, after_ns: int) -> Optional[int]:
     """When the double received the first request that takes `service_id` out of ?passing
     (deregister, maintenance, or a non-passing check status), in time.monotonic_ns()."""
+    return leaves_received(double, [service_id], after_ns).get(service_id)
+
+
+def leaves_received(double: Double, service_ids: list[str], after_ns: int) -> dict[str, int]:
+    """leave_received for many IDs in one pass over the request log (IDs must not contain
+    each other: bench-x-1 would match bench-x-10's requests)."""
+    found: dict[str, int] = {}
     for rec in double.handle.requests:  # type: ignore[attr-defined]
         received = int(rec.time * 1e9)
-        if rec.method != "PUT" or service_id not in rec.path or received < after_ns:
+        if rec.method != "PUT" or received < after_ns:
             continue
         body = rec.body if isinstance(rec.body, dict) else {}
         if "/check/pass/" in rec.path or body.get("Status") == "passing":
             continue
-        return received
-    return None
+        for sid in service_ids:
+            if sid in rec.path and sid not in found:
+                found[sid] = received
+    return found
 
 
 def lifecycle(helper: Path, runs: int, double: Double, log: IO[bytes],
@@ -531,3 +543,214 @@ def scale(helper: Path, sizes: list[int], seconds: float, double: Double, log: I
             except subprocess.TimeoutExpired:
                 proc.kill()
     return results
+
+
+# == many stops at once ==========================================================================
+@dataclass
+class StopBatch:
+    """What one batch of simultaneous stops showed, per wrapper (in start order)."""
+    sent: int  # time.monotonic_ns() of the SIGTERM
+    cpu_ms: list[float]  # CPU from the SIGTERM to the exit, of the wrappers that exited
+    signalled_ns: list[Optional[int]]  # when each child's SIGTERM handler ran
+    not_exited: int
+    at_once: bool  # one killpg(), not a kill() per wrapper
+
+
+@dataclass
+class ConsulStops:
+    """A batch of registered svcwraps stopped at once, as Consul (the double) saw it."""
+    stopped: StopBatch
+    listed: int  # children signalled while their service was certainly still in ?passing
+    unclear: int  # signalled after the deregistration could act, before it was stamped done
+    gone_ms: Optional[float]  # SIGTERM -> the last one out of ?passing
+    still_passing: int  # never out of ?passing
+    left: int  # entries still in agent/services at the end
+    checked_s: float  # when that was counted, s after the SIGTERM
+    received_ms: list[float]  # SIGTERM -> the double received each deregistration
+
+
+Batch = list[tuple[subprocess.Popen, LineReader]]
+
+
+def start_batch(argvs: list[list[str]], log: IO[bytes]) -> Batch:
+    """Start every argv in one new process group (led by the first), a little spread out."""
+    batch: Batch = []
+    for i, argv in enumerate(argvs):
+        batch.append(spawn(argv, stderr=log, process_group=batch[0][0].pid if batch else 0))
+        if i % 10 == 9:
+            time.sleep(0.05)
+    return batch
+
+
+def stop_batch(batch: Batch, timeout: float) -> StopBatch:
+    """SIGTERM every wrapper at once, collect each one's rusage with os.wait4 and its child's
+    "term NS" line. CPU = rusage at exit - /proc before the stop, both counting the wrapper
+    with its waited-for children, so the child's own CPU before the stop is read too."""
+    pgid = batch[0][0].pid
+    before: dict[int, int] = {}
+    at_once = True
+    for proc, _ in batch:
+        children = psutil.Process(proc.pid).children()
+        before[proc.pid] = cpu_so_far_ns(proc.pid) + sum(cpu_so_far_ns(c.pid) for c in children)
+        # One killpg reaches every wrapper in the same instant, if the group holds the
+        # wrappers and none of their children (those lead groups of their own).
+        at_once = at_once and os.getpgid(proc.pid) == pgid and all(
+            os.getpgid(c.pid) != pgid for c in children)
+    sent = time.monotonic_ns()
+    if at_once:
+        os.killpg(pgid, signal.SIGTERM)
+    else:
+        for proc, _ in batch:
+            os.kill(proc.pid, signal.SIGTERM)
+    waiting = {proc.pid: proc for proc, _ in batch}
+    cpu: dict[int, float] = {}
+    deadline = time.monotonic() + timeout
+    while waiting and time.monotonic() < deadline:
+        for pid in list(waiting):
+            done, status, usage = os.wait4(pid, os.WNOHANG)
+            if done:
+                waiting.pop(pid).returncode = os.waitstatus_to_exitcode(status)
+                cpu[pid] = (rusage_ns(usage) - before[pid]) / 1e6
+        if waiting:
+            time.sleep(0.01)
+    signalled: list[Optional[int]] = []
+    for _, lines in batch:
+        try:
+            signalled.append(int(lines.expect("term", 2)[1]))
+        except (TimeoutError, EOFError, RuntimeError):
+            signalled.append(None)
+    return StopBatch(sent, [cpu[p.pid] for p, _ in batch if p.pid in cpu], signalled, len(waiting),
+                     at_once)
+
+
+def end_batch(batch: Batch) -> None:
+    """SIGKILL whatever is left of a batch, children first (they would outlive a wrapper)."""
+    for proc, _ in batch:
+        if proc.poll() is not None:
+            continue
+        try:
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                child.kill()
+        except psutil.NoSuchProcess:
+            pass
+        proc.kill()
+        proc.wait()
+
+
+def massstop_registered(helper: Path, n: int, double: Double, log: IO[bytes], name: str,
+                        delay: float) -> ConsulStops:
+    """N registered svcwraps (TTL 10s), all passing, then SIGTERM to all at once with the
+    double answering every request `delay` s late."""
+    sids = [f"{name}-{i:04d}" for i in range(n)]  # fixed width: no ID contains another
+    state = double.handle.state  # type: ignore[attr-defined]
+    batch = start_batch([registered_argv(name, sid, double, "none", "10s") + [str(helper), "signals"]
+                         for sid in sids], log)
+    watcher: Optional[ListedWatcher] = None
+    try:
+        wait = 60 + n * 0.5
+        deadline = time.monotonic() + wait
+        while ListedWatcher.count(state, sids) < n and time.monotonic() < deadline:
+            if any(proc.poll() is not None for proc, _ in batch):
+                raise Unavailable("a svcwrap exited before the stop (see out/svcwrap.log)")
+            time.sleep(0.25)
+        up = ListedWatcher.count(state, sids)
+        if up < n:
+            raise Unavailable(f"only {up}/{n} passing within {wait:.0f} s")
+        time.sleep(1.0)  # the registrations' follow-up requests settle
+        watcher = ListedWatcher(state, sids)
+        double.handle.delay(delay)  # type: ignore[attr-defined]
+        stopped = stop_batch(batch, 30 + delay)
+        # Shorter than any TTL can run out (10s, heartbeats every 3.3 s): what is still in
+        # ?passing then was never deregistered.
+        watcher.wait_all_gone(delay + 5)
+        received = leaves_received(double, sids, stopped.sent)
+        listed = unclear = 0
+        for sid, signalled in zip(sids, stopped.signalled_ns):
+            if signalled is None:
+                continue
+            out = watcher.gone.get(sid)  # upper bound of when it left
+            if out is not None and signalled >= out:
+                continue
+            # The double sleeps `delay` before it acts on a request: not out before that.
+            leaving = received.get(sid)
+            if leaving is None or signalled < leaving + delay * 1e9:
+                listed += 1
+            else:
+                unclear += 1
+        gone_ms = ((max(watcher.gone.values()) - stopped.sent) / 1e6
+                   if not watcher.remaining and watcher.gone else None)
+        left = ListedWatcher.count(state, sids, "services")
+        return ConsulStops(stopped, listed, unclear, gone_ms, len(watcher.remaining), left,
+                           (time.monotonic_ns() - stopped.sent) / 1e9,
+                           [(t - stopped.sent) / 1e6 for t in received.values()])
+    finally:
+        double.handle.delay(0)  # type: ignore[attr-defined]
+        if watcher is not None:
+            watcher.close()
+        end_batch(batch)
+
+
+def massstop_peer(helper: Path, n: int, prefix: list[str], log: IO[bytes]) -> StopBatch:
+    batch = start_batch([prefix + [str(helper), "signals"] for _ in range(n)], log)
+    try:
+        for _, lines in batch:
+            lines.expect("ready", 20)
+        time.sleep(0.5)
+        return stop_batch(batch, 30)
+    finally:
+        end_batch(batch)
+
+
+def massstop(helper: Path, n: int, double: Double, log: IO[bytes], slow: float = 1.5) -> list[Result]:
+    """Issue 9: N svcwraps (not PID 1) stopped by one SIGTERM at the same moment, with the
+    agent answering at once and `slow` s late (beyond --leave-timeout's 1s); tini and
+    dumb-init stopped the same way for the CPU figure."""
+    cpu_fig = f"{n} stops at once: CPU per stop [double]"
+    listed_fig = f"{n} stops at once: child signalled while listed [double]"
+    gone_fig = f"{n} stops at once: SIGTERM → all out of ?passing [double]"
+
+    def how(stopped: StopBatch) -> str:
+        sent = "one killpg" if stopped.at_once else "kill() in a loop"
+        exits = f"; {stopped.not_exited} never exited" if stopped.not_exited else ""
+        return f"not PID 1 (plain subprocesses), {sent}{exits}"
+
+    rows: list[Result] = []
+    for wrapper, name, delay in (("svcwrap", "bench-massstop", 0.0),
+                                 (f"svcwrap, agent {slow:g} s late", "bench-massstop-slow", slow)):
+        run = massstop_registered(helper, n, double, log, name, delay)
+        got = [t for t in run.stopped.signalled_ns if t is not None]
+        to_child = [(t - run.stopped.sent) / 1e6 for t in got]
+        signal_note = "; ".join(
+            f"SIGTERM → {what} median {median(ms):.0f} ms, p90 {percentile(ms, 90):.0f} ms"
+            + ("" if len(ms) == n else f" ({len(ms)}/{n})")
+            for what, ms in (("deregistration at the agent", run.received_ms),
+                             ("child's handler", to_child)) if ms)
+        rows.append(Result.of(cpu_fig, wrapper, "ms", run.stopped.cpu_ms,
+                              note=f"{how(run.stopped)}; TTL 10s, --leave-timeout 1s"))
+        r = Result(listed_fig, wrapper, "", run.listed, None, len(got),
+                   note=f"+{run.unclear} unclear (signalled while the deregistration was being "
+                        f"applied); {signal_note}")
+        if delay == 0:
+            r.target, r.met = "0 (out of ?passing first)", run.listed == 0
+        else:
+            r.note += ("; by design: signalled at the leave timeout while the deregistration "
+                       "is still in flight")
+        rows.append(r)
+        after = f"{run.checked_s:.1f} s after the SIGTERM"
+        left = (f"{run.left}/{n} entries still in agent/services {after}" if run.left
+                else f"all {n} entries gone from agent/services ({after})")
+        if run.gone_ms is None:
+            rows.append(Result(gone_fig, wrapper, "ms", note=left,
+                               na=f"n/a: {run.still_passing}/{n} still in ?passing {after}"))
+        else:
+            rows.append(Result(gone_fig, wrapper, "ms", run.gone_ms, None, 1, note=left))
+    peers = {}
+    for name, prefix in (("tini", ["tini", "--"]), ("dumb-init", ["dumb-init"])):
+        stopped = massstop_peer(helper, n, prefix, log)
+        peers[name] = Result.of(cpu_fig, name, "ms", stopped.cpu_ms, note=f"{how(stopped)}; no Consul")
+        rows.append(peers[name])
+    tini = peers["tini"].median
+    for r in rows:
+        if r.figure == cpu_fig and r.median is not None and tini:
+            r.vs_tini = r.median / tini
+    return rows

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import queue
+import resource
 import shutil
 import subprocess
 import sys
@@ -121,9 +122,19 @@ def python_env(extra: Optional[dict[str, str]] = None) -> dict[str, str]:
 
 
 def spawn(argv: list[str], env: Optional[dict[str, str]] = None,
-          stderr: Optional[int] = subprocess.DEVNULL) -> tuple[subprocess.Popen, LineReader]:
+          stderr: Optional[int] = subprocess.DEVNULL,
+          process_group: Optional[int] = None) -> tuple[subprocess.Popen, LineReader]:
+    """`process_group`: join that process group (0: lead a new one), so one killpg() signals
+    a whole batch at the same moment."""
+    group: dict[str, object] = {}
+    if process_group is not None:
+        if sys.version_info >= (3, 11):
+            group["process_group"] = process_group
+        else:
+            group["preexec_fn"] = lambda: os.setpgid(0, process_group)
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
-                            env=env if env is not None else python_env(), cwd=REPO)
+                            env=env if env is not None else python_env(), cwd=REPO,
+                            **group)  # type: ignore[call-overload]
     return proc, LineReader(proc)
 
 
@@ -174,6 +185,31 @@ def check_unshare() -> None:
 def cpu_seconds(pid: int) -> float:
     times = psutil.Process(pid).cpu_times()
     return times.user + times.system
+
+
+def cpu_so_far_ns(pid: int) -> int:
+    """CPU `pid` has used so far, with its children already waited for, in ns: the larger of
+    /proc/PID/stat's utime+stime (clock ticks, truncated: up to 2 ticks short) and the sum of
+    its threads' run times in /proc/PID/task/*/schedstat (ns, but without threads that have
+    ended), each plus cutime+cstime. Both are lower bounds; with no ended thread the second
+    is exact. os.wait4's rusage at exit counts the same (self plus waited-for children)."""
+    tick = 1e9 / os.sysconf("SC_CLK_TCK")
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()  # fields 3.. of "PID (comm) STATE ..."
+    utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
+    children = int((cutime + cstime) * tick)
+    threads = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                threads += int(f.read().split()[0])
+        except (OSError, IndexError, ValueError):
+            pass  # the thread ended meanwhile
+    return max(int((utime + stime) * tick), threads) + children
+
+
+def rusage_ns(usage: "resource.struct_rusage") -> int:
+    return int((usage.ru_utime + usage.ru_stime) * 1e9)
 
 
 def rss_mb(pid: int) -> float:
@@ -258,6 +294,69 @@ class PassingWatcher:
     def close(self) -> None:
         self.stopping = True
         self.reader.close()
+
+
+class ListedWatcher:
+    """When each of `service_ids` left ?passing (its entry gone, or its TTL check
+    `service:ID` not passing), read from the double's state in this process. Not over HTTP:
+    a double told to delay its answers delays its readers too. Times are time.monotonic_ns()
+    just after the change, upper bounds: a deregistration is stamped by the request's own
+    thread as the double's state.deregister returns (wrapped on this instance until close()),
+    anything else (a TTL expiring) by a thread woken at every change the state announces,
+    which may be a few ms late on a loaded machine."""
+
+    def __init__(self, state: object, service_ids: Sequence[str]) -> None:
+        self.state = state
+        self.remaining = set(service_ids)
+        self.gone: dict[str, int] = {}
+        self.stopping = False
+        self._deregister = state.deregister  # type: ignore[attr-defined]
+        state.deregister = self._stamped_deregister  # type: ignore[attr-defined]
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _stamped_deregister(self, sid: str) -> bool:
+        with self.state.lock:  # type: ignore[attr-defined]
+            removed = self._deregister(sid)
+            if sid in self.remaining and not self.listed(self.state, sid):
+                self.gone[sid] = time.monotonic_ns()
+                self.remaining.discard(sid)
+            return removed
+
+    @staticmethod
+    def listed(state: object, sid: str) -> bool:
+        """In ?passing: registered, its TTL check passing, not in maintenance (lock held)."""
+        checks = state.checks  # type: ignore[attr-defined]
+        check = checks.get(f"service:{sid}")
+        return (sid in state.services and check is not None  # type: ignore[attr-defined]
+                and check.status == "passing" and f"_service_maintenance:{sid}" not in checks)
+
+    @staticmethod
+    def count(state: object, service_ids: Sequence[str], where: str = "passing") -> int:
+        """How many are in ?passing ("passing") or in the agent's services ("services")."""
+        with state.lock:  # type: ignore[attr-defined]
+            if where == "services":
+                return sum(1 for sid in service_ids if sid in state.services)  # type: ignore[attr-defined]
+            return sum(1 for sid in service_ids if ListedWatcher.listed(state, sid))
+
+    def _run(self) -> None:
+        changed = self.state.changed  # type: ignore[attr-defined]
+        with changed:
+            while not self.stopping and self.remaining:
+                now = time.monotonic_ns()
+                for sid in [s for s in self.remaining if not self.listed(self.state, s)]:
+                    self.gone[sid] = now
+                    self.remaining.discard(sid)
+                changed.wait(0.05)
+
+    def wait_all_gone(self, timeout: float) -> bool:
+        self.thread.join(timeout)
+        return not self.remaining
+
+    def close(self) -> None:
+        self.stopping = True
+        self.thread.join(1)
+        vars(self.state).pop("deregister", None)  # the class's method again
 
 
 DOUBLE_NOTES: list[str] = []  # what the bench changed about the double, for the report
