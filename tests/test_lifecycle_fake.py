@@ -5,6 +5,7 @@ stand-in that plays the main thread's part of the stop sequence."""
 from __future__ import annotations
 
 import socket
+import threading
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -69,6 +70,7 @@ def lifecycle(*flags: str, start: bool = True, fake: FakeBackend | None = None
     fake._observer = obs
     discovery = ServiceLifecycle(config, log.logger, None, obs, make_backend=lambda: fake)
     main = MainThread(obs)
+    before = set(threading.enumerate())
     if start:
         discovery.start(0, main)  # type: ignore[arg-type]
     try:
@@ -78,6 +80,12 @@ def lifecycle(*flags: str, start: bool = True, fake: FakeBackend | None = None
         discovery.stage.set()
         fake.release()
         port.close()
+        # The log's descriptor closes with `log`: a thread still running could
+        # write a line into whatever reuses its number (another test's socket).
+        started = [t for t in threading.enumerate() if t not in before]
+        for t in started:
+            t.join(10)
+        assert not any(t.is_alive() for t in started), "the lifecycle's threads ended"
 
 
 def state(d: ServiceLifecycle) -> str:

@@ -79,7 +79,11 @@ class Rendering:
         return self.log_path.read_text()
 
     def close(self) -> None:
-        self.manager.stop()
+        # The log file's descriptor is closed only when nothing can write to
+        # it any more: a line logged after the close would land in whatever
+        # reuses the number (once, the next request to the agent: CI saw a
+        # 400 "<!DOCTYPE HTML>" from the double).
+        assert self.manager.stop(wait=10), "the render thread ended"
         self.log_file.close()
         self.consul.request("DELETE", "/v1/kv/" + self.prefix + "?recurse")
 

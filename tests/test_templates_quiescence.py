@@ -162,3 +162,24 @@ def test_consul_down_is_logged_once_for_all_watches_and_its_return_once(tmp_path
         h.pump()
     text = log.read_text()
     assert text.count("consul unavailable") == 1 and text.count("consul available again") == 1
+
+
+def test_a_stopped_manager_logs_nothing_about_consul_even_from_a_call_still_in_flight(tmp_path):
+    # A watch's blocking call outlives stop(); how it ends must not be logged
+    # (the log's descriptor may be closed by then: a test harness once wrote
+    # a line into the socket that reused its number).
+    h = Harness(tmp_path, {"a": "{{ key('a') }}{{ key('b') }}"})
+    log = tmp_path / "log"
+    with open(log, "w") as f:
+        h.manager.log = Logger(fd=f.fileno())
+        h.manager.run_once()
+        h.consul.down = True
+        h.watches[0].step()            # one watch fails: logged
+        h.manager.stop()
+        h.consul.down = False
+        h.watches[0].step()            # its call in flight recovers after the stop
+        h.consul.down = True
+        h.watches[1].step()            # another's fails after the stop
+        h.manager.failed(h.watches[1].query, "refused")
+    text = log.read_text()
+    assert text.count("consul unavailable") == 1 and "available again" not in text

@@ -109,13 +109,23 @@ class TemplateManager:
         for t in self.templates:
             t.compiled = self._compile(t.spec)
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 0.0) -> bool:
+        """No render and no log line after this; with `wait`, also wait up to
+        that long for a render in progress to end (a watch's call in flight
+        ends on its own, its answer dropped). True if no render can still be
+        under way."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
             watches = [w for w in self._watches.values() if w is not None]
         for watch in watches:
             watch.stop()
+        thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return True
+        if wait > 0:
+            thread.join(wait)
+        return not thread.is_alive()
 
     def waiting(self) -> dict[str, list[str]]:
         """Destination -> the queries it still waits for, for templates not
@@ -162,6 +172,8 @@ class TemplateManager:
     def failed(self, query: Query, error: str) -> None:
         """Logged once per outage, however many watches and retries it takes."""
         with self._cond:
+            if self._stopping:
+                return
             if not self._failing:
                 self.log.warning("consul unavailable, retrying", query=query.describe(),
                                  error=self.redact(error)[:300])
@@ -170,7 +182,7 @@ class TemplateManager:
     def recovered(self, query: Query) -> None:
         with self._cond:
             self._failing.discard(query)
-            if not self._failing:
+            if not self._failing and not self._stopping:
                 self.log.info("consul available again")
 
     def make_watch(self, query: Query) -> Watch:
