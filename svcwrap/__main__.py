@@ -1,9 +1,7 @@
-import sys
-
 from svcwrap.interpreter import isolate
 
 isolate()  # PYTHON* variables are the service's: run with -E -s (see interpreter.py)
 
-from svcwrap.cli import main  # noqa: E402
+from svcwrap.cli import exit_fast, main  # noqa: E402
 
-sys.exit(main())
+exit_fast(main())

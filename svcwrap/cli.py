@@ -12,6 +12,10 @@ child is spawned: `import argparse` costs more than a bare interpreter start.
 import os
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 from svcwrap import __version__
 from svcwrap.config import (
     Config, ConsulConfig, HealthConfig, ProbeSpec, Secret, ServiceConfig,
@@ -597,6 +601,21 @@ def main(argv: list[str] | None = None) -> int:
     for text in warnings:
         log.warning("config", message=text)
     return run(config, log)
+
+
+def exit_fast(code: int) -> "NoReturn":
+    """sys.exit(code) without the interpreter's teardown (freeing every
+    module and object: some 20 ms of CPU per stop, paid 300 times over when
+    a host stops all its containers at once; bench group massstop). Nothing
+    is lost: log lines are os.write()s, the control socket is gone (run's
+    finally), and every thread is a daemon the exit would not wait for.
+    The command's entry points only: main() itself returns."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def run(config: Config, log: Logger) -> int:
