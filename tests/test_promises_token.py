@@ -38,7 +38,11 @@ def test_with_a_token_file_the_deregistration_on_stop_carries_the_token(wrap_pid
         assert w.wait() == 0
         leaving = [(r.token, r.status) for r in acl.double.requests
                    if r.path.startswith("/v1/agent/service/deregister/")]
-        assert leaving == [(TOKEN, 200)]
+        # Passing shows as soon as the agent has the registration, perhaps
+        # before svcwrap has its answer: a stop then deregisters once more
+        # after the registration's answer (one of the two meets a 404).
+        assert leaving and all(token == TOKEN for token, _ in leaving), leaving
+        assert 200 in [status for _, status in leaving] and len(leaving) <= 2, leaving
         assert not svc.registered()
         assert TOKEN not in w.stderr
 
