@@ -91,6 +91,10 @@ class Observer:
             yield
         self._out.flush()
 
+    def close(self, timeout: float = 1.0) -> None:
+        """svcwrap exits: every line queued so far is written (bounded)."""
+        self._out.drain(timeout)
+
     # -- the state machine ---------------------------------------------------
     @property
     def state(self) -> ServiceState:
@@ -317,6 +321,14 @@ class _OrderedLog:
     def put(self, level: str, event: str, fields: dict) -> None:
         if LEVELS[level] >= self._log.threshold:
             self._queue.append((level, event, fields))
+
+    def drain(self, timeout: float) -> None:
+        """At exit: write what is still queued, waiting up to `timeout` for a
+        thread that is writing (the process ends with os._exit, which would
+        drop a line that thread had not got to yet)."""
+        if self._queue and self._writing.acquire(timeout=timeout):
+            self._writing.release()
+        self.flush()
 
     def flush(self) -> None:
         while self._queue:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 from svcwrap import __version__
 from svcwrap.logs import Logger
@@ -233,3 +234,31 @@ def _read_all(fd: int) -> bytes:
     while chunk := os.read(fd, 1 << 16):
         data += chunk
     return data
+
+
+def test_at_exit_a_line_queued_behind_a_stuck_write_is_written_once_that_write_ends():
+    # svcwrap ends with os._exit: a line left in the queue would be lost.
+    from svcwrap.observer import _OrderedLog
+
+    r, w = os.pipe()
+    out = _OrderedLog(Logger("text", "info", fd=w))
+    out._writing.acquire()              # another thread is in the middle of a write
+    out.put("info", "deregistered", {})
+    out.flush()                         # returns at once: that thread writes it...
+    threading.Timer(0.2, out._writing.release).start()   # ...once its write ends
+    out.drain(timeout=5)
+    os.close(w)
+    assert b"deregistered" in _read_all(r)
+
+
+def test_at_exit_a_write_stuck_for_good_delays_the_exit_only_by_the_timeout():
+    from svcwrap.observer import _OrderedLog
+
+    out = _OrderedLog(Logger("text", "info", fd=2))
+    out._writing.acquire()
+    out.put("info", "deregistered", {})
+    started = time.monotonic()
+    exiting = threading.Thread(target=out.drain, kwargs={"timeout": 0.2}, daemon=True)
+    exiting.start()
+    exiting.join(5)
+    assert not exiting.is_alive() and time.monotonic() - started < 2.0
