@@ -6,14 +6,17 @@ Where it lives (the supervisor and the verbs apply the same rule):
 * `--control PATH` or `SVCWRAP_CONTROL=PATH`: there (`off`: no socket).
 * Otherwise, as PID 1 (in a container): `/run/svcwrap/control.sock` when
   svcwrap may create or owns `/run/svcwrap` (root, or an image that made it
-  for its USER), else `/tmp/svcwrap-UID/control.sock` (a non-root USER).
-  The directory is svcwrap's own, mode 0700; one it does not own is not used.
+  for its USER), else `/tmp/svcwrap-UID/control.sock` (a non-root USER),
+  else `/dev/shm/svcwrap-UID/control.sock` (`docker run --read-only`
+  leaves only /dev/shm writable). The directory is svcwrap's own, mode
+  0700; one it does not own is not used. None of them: a warning.
 * Otherwise (a plain process below a shell or a test): no socket, so two
   svcwraps on one machine never fight over a path.
 
 The verbs, without a setting, try `/run/svcwrap/control.sock`, then
-`/tmp/svcwrap-UID/` for their own uid and for the uid PID 1 runs as (so
-`docker exec -u root` also finds a non-root svcwrap).
+`/tmp/svcwrap-UID/` and `/dev/shm/svcwrap-UID/` for their own uid and for
+the uid PID 1 runs as (so `docker exec -u root` also finds a non-root
+svcwrap).
 
 Who may talk: both ends check the other's credentials (SO_PEERCRED). The
 server answers only its own uid and root (and the socket file is 0600); the
@@ -71,6 +74,10 @@ def tmp_dir(uid: int) -> str:
     return f"/tmp/svcwrap-{uid}"
 
 
+def shm_dir(uid: int) -> str:
+    return f"/dev/shm/svcwrap-{uid}"
+
+
 # -- where the socket is -----------------------------------------------------------
 def server_path(setting: str | None, pid1: bool) -> str | None:
     """The path the supervisor binds, or None for no socket (see the docstring)."""
@@ -80,7 +87,8 @@ def server_path(setting: str | None, pid1: bool) -> str | None:
         return setting
     if not pid1:
         return None
-    for directory in (RUN_DIR, tmp_dir(os.geteuid())):
+    uid = os.geteuid()
+    for directory in (RUN_DIR, tmp_dir(uid), shm_dir(uid)):
         if own_private_dir(directory):
             return f"{directory}/{SOCKET_NAME}"
     return None
@@ -117,7 +125,8 @@ def client_paths(setting: str | None) -> list[str]:
         pid1_uid = None
     if pid1_uid is not None and pid1_uid not in uids:
         uids.append(pid1_uid)
-    return [f"{RUN_DIR}/{SOCKET_NAME}"] + [f"{tmp_dir(uid)}/{SOCKET_NAME}" for uid in uids]
+    return [f"{RUN_DIR}/{SOCKET_NAME}"] + [f"{where(uid)}/{SOCKET_NAME}"
+                                           for uid in uids for where in (tmp_dir, shm_dir)]
 
 
 # -- both ends -----------------------------------------------------------------------

@@ -498,9 +498,11 @@ def test_as_pid1_under_a_non_root_user_the_socket_is_in_tmp_and_the_verbs_look_t
         assert server == f"/tmp/svcwrap-{NOBODY}/control.sock"
         assert stat.S_IMODE(private.stat().st_mode) == 0o700
         pid1_uid = os.stat("/proc/1").st_uid
-        expected = ["/run/svcwrap/control.sock", f"/tmp/svcwrap-{NOBODY}/control.sock"]
+        expected = ["/run/svcwrap/control.sock", f"/tmp/svcwrap-{NOBODY}/control.sock",
+                    f"/dev/shm/svcwrap-{NOBODY}/control.sock"]
         if pid1_uid != NOBODY:
-            expected.append(f"/tmp/svcwrap-{pid1_uid}/control.sock")
+            expected += [f"/tmp/svcwrap-{pid1_uid}/control.sock",
+                         f"/dev/shm/svcwrap-{pid1_uid}/control.sock"]
         assert client == expected
     finally:
         if not existed:

@@ -20,7 +20,7 @@ import pytest
 from tests.consul_fixture import ConsulUnderTest, wait_until
 from tests.docker_support import (
     DIST_IMAGE, DIST_TARBALL, TERM_REPORTER, TREE_PYTHON, Container, DockerError, build_image,
-    engine_problem, ensure_base, ensure_dist, unique,
+    docker, engine_problem, ensure_base, ensure_dist, unique,
 )
 from tests.support import free_port
 
@@ -202,6 +202,19 @@ def test_svcwrap_runs_read_only_as_the_images_non_root_user(run: RunIn) -> None:
     assert "writable" not in logs, logs
 
 
+def test_in_a_read_only_container_status_and_healthcheck_still_answer(run: RunIn) -> None:
+    # --read-only leaves /run and /tmp unwritable: the socket goes to /dev/shm,
+    # where the verbs look too (else a HEALTHCHECK would fail for good).
+    container = run("--no-register", "--", "sleep", "60")
+    socket = "/dev/shm/svcwrap-65534/control.sock"
+    wait_until(lambda: docker("exec", container.id, "test", "-S", socket, check=False).returncode == 0,
+               START_TIMEOUT, 0.05, f"the control socket {socket}")
+    docker("exec", container.id, "/opt/svcwrap/bin/svcwrap", "healthcheck")  # raises unless exit 0
+    status = container.exec("/opt/svcwrap/bin/svcwrap", "status")
+    assert status.split()[:2] == ["state", "running"], status
+    assert "no control socket" not in container.logs(), container.describe()
+
+
 # ---------------------------------------------------------------- Consul
 def test_it_registers_in_consul_and_docker_stop_leaves_it_before_the_child_is_signalled(
         run: RunIn, consul: ConsulUnderTest) -> None:
@@ -216,8 +229,8 @@ def test_it_registers_in_consul_and_docker_stop_leaves_it_before_the_child_is_si
 def test_the_child_gets_exactly_the_environment_svcwrap_was_given(run: RunIn) -> None:
     # /proc/N/environ is what N was exec'd with: PID 1 is svcwrap, $$ the child shell (the
     # `exit` keeps a shell from exec'ing its last command in place, with its own exports).
-    # Known to fail where the image has a C.UTF-8 locale until PEP 538's LC_CTYPE coercion is
-    # undone in svcwrap (another branch): the interpreter adds LC_CTYPE=C.UTF-8 (issue 12).
+    # Where the image has a C.UTF-8 locale the interpreter adds LC_CTYPE=C.UTF-8 (PEP 538) to
+    # its own environment; svcwrap passes on what it was exec'd with instead (issue 9).
     container = run("--no-register", "--", "sh", "-c",
                     "cat /proc/1/environ; echo; echo ---; cat /proc/$$/environ; exit 0",
                     env={"SVCWRAP_TEST_VALUE": "a b\tc"})
