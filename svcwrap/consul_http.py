@@ -173,10 +173,15 @@ class AgentHTTP:
         target = urllib.parse.quote(path, safe="/:@!$&'()*+,;=~")
         if params:
             target += "?" + urllib.parse.urlencode(params)
+        started = time.monotonic()
         answer = self._request(method, target, body, deadline, max_body, cut)
         if answer.status == 403 and self.config.reread_token():
-            # A rotated token (--token-file): once more, at once, with the new one.
-            answer = self._request(method, target, body, deadline, max_body, cut)
+            # A rotated token (--token-file): once more, at once, with the new
+            # one, within what is left of the same deadline (out of time: the
+            # 403 stands, and the next call carries the new token).
+            left = deadline - (time.monotonic() - started)
+            if left > 0:
+                answer = self._request(method, target, body, left, max_body, cut)
         return answer
 
     def _request(self, method: str, target: str, body: bytes | None, deadline: float,

@@ -16,6 +16,8 @@ from svcwrap.cli import parse
 from svcwrap.consul_http import AgentHTTP, ConsulUnavailable
 from svcwrap.config import ConsulConfig, Secret
 from tests.consul_double import start
+from tests.consul_fixture import started_double
+from tests.support import wait_until
 from tests.tls_support import Hello, https_server, tls_files  # noqa: F401 (a fixture)
 
 TOKEN = "70ken-for-the-transport"
@@ -239,3 +241,20 @@ def test_a_connection_opened_ahead_that_the_agent_dropped_is_reopened_once(consu
     consul_double.double.refuse_connections(True)   # drops the idle connection
     consul_double.double.refuse_connections(False)
     assert agent.request("GET", "/v1/status/leader").status == 200
+
+
+def test_the_retry_after_a_403_with_a_rotated_token_stays_within_the_calls_deadline(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("01d-70ken\n")
+    with started_double(acl_tokens=["n3w-70ken"]) as acl:
+        agent = agent_for(acl.addr, CONSUL_HTTP_TOKEN_FILE=str(token))
+        token.write_text("n3w-70ken\n")   # rotated: the 403 makes svcwrap read it again
+        acl.double.delay(1.5)             # each answer: 1.5 s of the call's 2 s
+        started = time.monotonic()
+        with pytest.raises(ConsulUnavailable, match="no complete answer"):
+            agent.request("PUT", "/v1/agent/service/register", body=b'{"Name": "web"}',
+                          deadline=2.0)
+        assert time.monotonic() - started < 2.6
+        # the double logs a request once it has answered it
+        wait_until(lambda: [r.token for r in acl.double.requests] == ["01d-70ken", "n3w-70ken"],
+                   timeout=5, message="the retry went out with the new token")
