@@ -92,6 +92,7 @@ class ServiceLifecycle(Discovery):
         self.raced = False               # a registration was in flight at leave()
         self.must_deregister = False
         self.stage = threading.Event()   # the leave thread: registered, or leaving
+        self.soon = threading.Event()    # check_now() or leave(): end the heartbeat's pause
         self.statuses = ExitStatuses(config.environ)
         self.supervisor: Supervisor | None = None
         self.last = ("passing", "service is ready")  # the check result to register with
@@ -116,6 +117,7 @@ class ServiceLifecycle(Discovery):
             # once leaving is set. So only a registration is outlasted.
             self.raced = self.in_flight == "register"
             self.leaving.set()
+        self.soon.set()
         if not self.must_deregister:
             self.left.set()
         self.stage.set()
@@ -123,6 +125,11 @@ class ServiceLifecycle(Discovery):
 
     def has_left(self) -> bool:
         return self.left.is_set()
+
+    def check_now(self) -> None:
+        """Run the check and report it now rather than at the next beat
+        (a template began or stopped failing: the check's note changed)."""
+        self.soon.set()
 
     def maintenance(self, on: bool, reason: str, request: "Request") -> None:
         """On its own short-lived thread: the agent may be slow, and the
@@ -298,8 +305,11 @@ class ServiceLifecycle(Discovery):
         probe = make_probe(self.health.check, timeout=max(0.1, min(interval, 5.0)),
                            statuses=self.statuses, insecure=self.health.probe_insecure)
         next_beat = time.monotonic() + interval
-        while not self._pause_until(next_beat):
-            next_beat = max(next_beat + interval, time.monotonic())
+        while not self._pause_until(next_beat, early=self.soon):
+            now = time.monotonic()
+            # Woken early by check_now(): the next beat one interval from now,
+            # else the usual cadence (a late beat does not make the next late).
+            next_beat = now + interval if now < next_beat else max(next_beat + interval, now)
             result = probe()
             status, output = result.status, result.output
             note = self.check_note() if result.ok else None
@@ -327,16 +337,21 @@ class ServiceLifecycle(Discovery):
         """tenacity's pause between retries (it stops itself once leaving)."""
         self._pause_until(time.monotonic() + seconds)
 
-    def _pause_until(self, when: float) -> bool:
-        """Wait for the next beat; True if leaving. With --ready notify the
-        socket is drained meanwhile (the child may keep sending STATUS=)."""
-        if self.notify is None:
-            return self.leaving.wait(max(0.0, when - time.monotonic()))
+    def _pause_until(self, when: float, early: threading.Event | None = None) -> bool:
+        """Wait for the next beat (or until `early` is set); True if leaving.
+        With --ready notify the socket is drained meanwhile (the child may
+        keep sending STATUS=)."""
+        wake = early or self.leaving   # leave() sets both
         while not self.leaving.is_set():
             left = when - time.monotonic()
-            if left <= 0:
-                return False
-            self.notify.drain(min(left, 0.5))
+            if left <= 0 or (early is not None and early.is_set()):
+                if early is not None:
+                    early.clear()
+                return self.leaving.is_set()
+            if self.notify is None:
+                wake.wait(left)
+            else:
+                self.notify.drain(min(left, 0.5))
         return True
 
     def _notify_rejected(self, pid: int) -> None:

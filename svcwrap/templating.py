@@ -66,6 +66,10 @@ class Templating:
         self.on_progress: Callable[[], None] = lambda: None
         self.reloads = 0
         self.observer: Observer | None = None
+        # The lifecycle's check_now: a template that starts or stops failing
+        # reaches the Consul check at once, not at the next heartbeat.
+        self.check_now: Callable[[], None] = lambda: None
+        self._failures: dict[str, str] = {}
         self.control = None                          # a ControlServer started before the spawn
         # The supervisor's discovery while the templates render (no child yet).
         self.before = BeforeSpawn(config.register)
@@ -162,11 +166,15 @@ class Templating:
                                                       self.statuses.reaped)
         if hasattr(discovery, "check_note"):
             discovery.check_note = self.problem  # type: ignore[attr-defined]
+            self.check_now = discovery.check_now  # type: ignore[attr-defined]
         hand_over(self.before, discovery)
 
     def failures_changed(self, failures: dict[str, str]) -> None:
         if self.observer is not None:
             self.observer.templates(self.status())
+        if failures != self._failures:
+            self._failures = dict(failures)
+            self.check_now()
 
     # -- once the child runs: the manager's thread ---------------------------
     def on_rendered(self, changed: list[TemplateSpec], failures: dict[str, str]) -> None:

@@ -276,6 +276,22 @@ def test_a_file_that_fails_validation_is_rolled_back_warned_in_consul_and_recove
     assert hups_after_settling(w, out) == 1
 
 
+def test_a_failed_validation_warns_in_consul_at_once_not_at_the_next_heartbeat(wrap, t, svc):
+    t.template("app.conf", "{{ key('NAME/v') }}", validate=VALIDATE + [str(t.tmp / "app.conf")])
+    t.put_key("v", "good")
+    child, out = recorder(t.tmp)
+    w = wrap(*t.args("--name", svc.name, "--id", svc.id, "--ttl", "90s", "--check-interval", "30s",
+                     "--ready", "none", child=child, register=True), env=t.env())
+    ready(out)
+    wait_until(svc.is_passing, timeout=10, message="registered and passing")
+    t.put_key("v", "bad")
+    # The next heartbeat is up to 30 s away: the warning must not wait for it.
+    wait_until(lambda: svc.status() == "warning", timeout=10, message="the check warns")
+    t.put_key("v", "better")
+    wait_until(lambda: svc.status() == "passing", timeout=10, message="passing again")
+    assert w.proc.poll() is None, w.stderr_so_far()
+
+
 # -- the cost of none -----------------------------------------------------------------
 def test_without_a_template_nothing_of_the_templates_is_imported():
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "svcwrap", "--no-register",
