@@ -222,15 +222,38 @@ class Supervisor:
             os.setpgid(pid, pid)
         except OSError:
             pass
-        report = b""
-        while chunk := os.read(errors_r, 64):
-            report += chunk
+        report = self._exec_report(errors_r, pid)
         os.close(errors_r)
         if report:
             os.waitpid(pid, 0)
             errno = int(report)
             raise OSError(errno, os.strerror(errno))
         return pid
+
+    @staticmethod
+    def _exec_report(errors_r: int, pid: int) -> bytes:
+        """What the child wrote to the errors pipe before EOF (nothing: its
+        exec succeeded). A child stopped before its exec (a SIGTSTP to the
+        group, ^Z, in the instant after the fork, when its mask empties)
+        would keep the pipe open for good, and svcwrap, signals blocked,
+        with it: so while waiting, look whether it stopped, and if so take
+        it as started (the main loop then treats it as any stopped child:
+        SIGCONT with the stop signal). An exec that fails after it is
+        continued shows as the child's exit status 127."""
+        import select
+
+        report = b""
+        while True:
+            readable, _, _ = select.select([errors_r], [], [], 0.05)
+            if readable:
+                chunk = os.read(errors_r, 64)
+                if not chunk:
+                    return report
+                report += chunk
+                continue
+            # WNOWAIT: the stop stays for the main loop's own waitpid to see.
+            if os.waitid(os.P_PID, pid, os.WSTOPPED | os.WNOHANG | os.WNOWAIT) is not None:
+                return report
 
     def _become_child(self, paths: list[str], argv: list[str], environ: dict[str, str],
                       errors_w: int) -> None:

@@ -60,3 +60,36 @@ def test_a_future_deadline_bounds_the_wait_by_what_is_left_of_it():
     sup.observer.transition(S.LEAVING)
     sup.leave_deadline = time.monotonic() + 1.0
     assert 0.5 < sup.next_timeout() <= 1.0
+
+
+def test_a_child_stopped_between_fork_and_exec_does_not_hang_the_spawn():
+    # Found by hand (issue 14 mutation run): SIGTSTP to the group in the instant
+    # after the fork stops the child before its exec, and svcwrap waited on the
+    # exec's report for good, every signal blocked.
+    import signal
+    import threading
+
+    sup = supervisor()
+    become = sup._become_child
+
+    def stopped_first(*args):
+        os.kill(os.getpid(), signal.SIGSTOP)
+        become(*args)
+
+    sup._become_child = stopped_first
+    box: list[int] = []
+    spawn = threading.Thread(target=lambda: box.append(sup._fork_exec(["true"], dict(os.environ))),
+                             daemon=True)
+    spawn.start()
+    spawn.join(10)
+    if not box:  # the hang: kill the stopped child, so the spawn thread ends too
+        import psutil
+
+        for child in psutil.Process().children():
+            if child.status() == psutil.STATUS_STOPPED:
+                child.kill()
+        spawn.join(10)
+    assert box, "the spawn returned although the child stopped before its exec"
+    os.kill(box[0], signal.SIGCONT)
+    _, status = os.waitpid(box[0], 0)
+    assert os.waitstatus_to_exitcode(status) == 0   # continued, it runs `true`
