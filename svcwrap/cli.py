@@ -699,6 +699,7 @@ def run(config: Config, log: Logger) -> int:
             server.close()  # a socket left behind would be a stale one
         if templating is not None:
             templating.stop()
+        observer.close()  # lines another thread queued: exit_fast would drop them
 
 
 def start_control(config: Config, log: Logger, observer, requests, pid1: bool):
@@ -708,6 +709,11 @@ def start_control(config: Config, log: Logger, observer, requests, pid1: bool):
 
     path = server_path(config.control, pid1)
     if path is None:
+        if pid1 and config.control != "off":
+            # `svcwrap healthcheck` would fail for good: say why, once.
+            log.warning("no control socket",
+                        error="none of /run/svcwrap, /tmp, /dev/shm is writable; "
+                              "give --control PATH on a writable volume")
         return None
     server = ControlServer(path, observer, requests, log)
     try:
