@@ -58,3 +58,29 @@ def test_no_log_line_contains_a_token_from_a_file_even_after_a_403(wrap_pid1, tm
         w.kill(signal.SIGTERM)
         w.wait()
         assert rejected not in w.stderr
+
+
+@pytest.mark.parametrize("given", ["--token-file", "CONSUL_HTTP_TOKEN_FILE"])
+def test_a_token_rotated_out_of_the_file_stays_redacted_when_a_later_403_echoes_it(
+        wrap_pid1, tmp_path, given):
+    # The 403 makes svcwrap read the file again; the agent's text on the retry
+    # echoes both the token it held before and the one it holds now.
+    rotated = "r07a7ed-f11e-70ken-also-secret"
+    with started_double(acl_tokens=[TOKEN, rotated]) as acl:
+        svc = Service(acl, tmp_path)
+        args, env = through_a_file(svc, TOKEN, given)
+        w = wrap_pid1(*svc.args(*args, "--log-level", "debug"), env=env)
+        wait_until(svc.is_passing, timeout=10, message="passing with the file's first token")
+        (Path(svc.tmp) / "token").write_text(rotated + "\n")
+        acl.double.fail_with(403, f"Permission denied: token {TOKEN!r} (then {rotated!r}) "
+                                  "lacks service:write")
+        wait_until(lambda: any(r.token == rotated for r in acl.double.requests), timeout=10,
+                   message="the file read again after the 403")
+        wait_until(lambda: "Permission denied" in w.stderr_so_far(), timeout=10,
+                   message="the echoing 403 logged")
+        acl.double.fail_with(None)
+        w.kill(signal.SIGTERM)
+        w.wait()
+        assert "<redacted>" in w.stderr
+        assert TOKEN not in w.stderr, "the token rotated out of the file shows in the log"
+        assert rotated not in w.stderr, "the file's current token shows in the log"
