@@ -15,7 +15,7 @@ import pytest
 
 from tests.consul_double import DoubleHandle, start
 from tests.consul_double.clock import ManualClock
-from tests.consul_fixture import ConsulUnderTest, wait_until
+from tests.consul_fixture import ConsulUnderTest, register_ttl_service, wait_until
 from tests.support import assert_stays_false
 
 Answer = Tuple[int, Dict[str, str], bytes]
@@ -142,5 +142,4 @@ def blocked(cut: ConsulUnderTest, call: Callable[[], Any], count: int = 1) -> Ba
 
 def register(cut: ConsulUnderTest, sid: str, name: str, tags: Optional[List[str]] = None,
              status: str = "passing", **extra: Any) -> None:
-    body = {"Name": name, "ID": sid, "Tags": tags or [], "Check": {"TTL": "1h", "Status": status}, **extra}
-    assert cut.put("/v1/agent/service/register", body) == (200, "")
+    register_ttl_service(cut, sid, name, "1h", {"Tags": tags or [], **extra}, Status=status)

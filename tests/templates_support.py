@@ -13,6 +13,7 @@ from svcwrap.logs import Logger
 from svcwrap.templates.manager import TemplateManager
 from svcwrap.templates.spec import TemplateSpec
 from svcwrap.templates.watch import Watch
+from tests.consul_fixture import register_ttl_service
 
 
 class Clock:
@@ -184,10 +185,9 @@ class Harness:
 
 def register_instance(consul, name: str, n: int, passing: bool = True) -> None:
     """Instance NAME-n of service NAME at 10.0.0.n:800n, in the Consul under test."""
-    status, text = consul.put("/v1/agent/service/register", {
-        "Name": name, "ID": f"{name}-{n}", "Port": 8000 + n, "Address": f"10.0.0.{n}",
-        "Check": {"TTL": "60s", "Status": "passing" if passing else "critical"}})
-    assert status == 200, text
+    register_ttl_service(consul, f"{name}-{n}", name, "60s",
+                         {"Port": 8000 + n, "Address": f"10.0.0.{n}"},
+                         Status="passing" if passing else "critical")
 
 
 def deregister_instance(consul, name: str, n: int) -> None:
