@@ -87,7 +87,9 @@ def test_the_child_starts_only_once_every_template_has_rendered_and_reads_them(w
     other = t.template("other.conf", "static")
     seen = t.tmp / "seen"
     w = wrap(*t.args(child=copier(dest, seen)), env=t.env())
-    status = wait_until(lambda: t.control.exists() and t.status(), message="status")
+    # Until the first pass has run the template, nothing says what it needs.
+    status = wait_until(lambda: t.control.exists() and (s := t.status())["templates"][0]
+                        ["waiting_for"] and s, message="status naming what app.conf waits for")
     assert status["state"] == "waiting_templates" and status["child_pid"] is None
     waiting = {e["destination"]: e["waiting_for"] for e in status["templates"]}
     assert waiting == {str(dest): [f"key('{t.name}/max')"], str(other): []}
