@@ -239,13 +239,14 @@ class Supervisor:
         with it: so while waiting, look whether it stopped, and if so take
         it as started (the main loop then treats it as any stopped child:
         SIGCONT with the stop signal). An exec that fails after it is
-        continued shows as the child's exit status 127."""
-        import select
+        continued then shows only as the child's exit status."""
+        import select  # poll, not select(): svcwrap may hold inherited fds past 1024
 
+        poller = select.poll()
+        poller.register(errors_r, select.POLLIN)
         report = b""
         while True:
-            readable, _, _ = select.select([errors_r], [], [], 0.05)
-            if readable:
+            if poller.poll(50):  # readable, or EOF (POLLHUP)
                 chunk = os.read(errors_r, 64)
                 if not chunk:
                     return report
