@@ -522,6 +522,13 @@ class AppProcess:
         except socket.timeout:
             return False
 
+    def listening(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except ConnectionRefusedError:
+            return False
+        return True
+
     def ask(self, path: str = "/") -> Tuple[int, str]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
         try:
@@ -549,7 +556,9 @@ def app_alone(tmp_path: Path) -> Iterator[AppProcess]:
 def test_the_app_says_ready_only_once_redis_answers_then_counts_each_request_there(
         app_alone: AppProcess, fake_redis: Callable[[], FakeRedis]) -> None:
     app_alone.point_at(free_port())  # nothing listens there
-    assert not app_alone.ready(1.0), "READY=1 before redis answered"
+    # (a loaded machine may take more than that second to start the app at all)
+    wait_until(app_alone.listening, timeout=15, message="the app listening")
+    assert not app_alone.ready(0.5), "READY=1 before redis answered"
     assert app_alone.ask("/health")[0] == 503
     redis = fake_redis()
     app_alone.point_at(redis.port)
