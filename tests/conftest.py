@@ -12,8 +12,20 @@ from tests.support import Wrapped, skip_unless_pid1
 Launcher = Callable[..., Wrapped]
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    # The call phase's report on the item, so a fixture's teardown knows it failed.
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.stash[CALL_REPORT] = report
+
+
+CALL_REPORT = pytest.StashKey[pytest.TestReport]()
+
+
 @contextmanager
-def launcher(pid1: bool) -> Iterator[Launcher]:
+def launcher(pid1: bool, node: pytest.Item | None = None) -> Iterator[Launcher]:
     started: list[Wrapped] = []
 
     def start(*args: str, **popen: object) -> Wrapped:
@@ -24,7 +36,11 @@ def launcher(pid1: bool) -> Iterator[Launcher]:
     try:
         yield start
     finally:
+        report = node.stash.get(CALL_REPORT, None) if node is not None else None
         for w in started:
+            if report is not None and report.failed:
+                # What svcwrap said, in the failed test's report (teardown output).
+                print(f"--- svcwrap {' '.join(w.args)}\n{w.stderr_so_far()}")
             w.close()
 
 
@@ -38,17 +54,17 @@ def mode(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def wrap(mode: str) -> Iterator[Launcher]:
+def wrap(mode: str, request: pytest.FixtureRequest) -> Iterator[Launcher]:
     """Start svcwrap with the given arguments, in each mode."""
-    with launcher(mode == "pid1") as start:
+    with launcher(mode == "pid1", request.node) as start:
         yield start
 
 
 @pytest.fixture
-def wrap_pid1() -> Iterator[Launcher]:
+def wrap_pid1(request: pytest.FixtureRequest) -> Iterator[Launcher]:
     """Start svcwrap as a real PID 1 only."""
     skip_unless_pid1()
-    with launcher(True) as start:
+    with launcher(True, request.node) as start:
         yield start
 
 

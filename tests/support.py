@@ -290,9 +290,43 @@ def skip_unless_pid1() -> None:
         pytest.skip("a real PID 1 needs root and unshare(1)")
 
 
-def free_port() -> int:
-    import socket
+class _Ports:
+    """Ports for the processes a test starts (its service, a probe's target).
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    Not bind(0)'s: a port it gives back is free for anyone, and on a loaded
+    run another worker's bind(0) (a double, a test server) took one before
+    the test's own child could bind it; the child failed to start and the
+    test timed out waiting for it. These come from a block of 1,000 ports per
+    pytest-xdist worker, below the kernel's ephemeral range (32768-60999),
+    handed out in turn, each checked free when handed out."""
+
+    def __init__(self) -> None:
+        import os
+        import random
+
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+        index = int(worker[2:]) if worker[2:].isdigit() else 0
+        self.base = 20000 + (index % 12) * 1000
+        self.next = random.randrange(1000)
+
+    def take(self) -> int:
+        import socket
+
+        for _ in range(1000):
+            port = self.base + self.next
+            self.next = (self.next + 1) % 1000
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+        raise RuntimeError(f"no free port in {self.base}-{self.base + 999}")
+
+
+_PORTS = _Ports()
+
+
+def free_port() -> int:
+    """A port nobody listens on, that no other test will be given meanwhile."""
+    return _PORTS.take()
