@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import threading
 import time
@@ -25,6 +24,7 @@ from tests.docker_support import (
     DIST_IMAGE, IMAGE as REDIS_IMAGE, REPO, SOURCE_LABEL, TREE_PYTHON, Container, DockerError,
     docker, image_label, input_hash, parse_docker_time,
 )
+from tests.support import bindable
 
 BUILD_SCRIPT = REPO / "examples" / "discovery" / "build.sh"
 APP_IMAGE = os.environ.get("SVCWRAP_TEST_DISCOVERY_APP_IMAGE", "discovery-app:local")
@@ -90,12 +90,8 @@ class Ports:
         with self.lock:
             while self.next <= self.high:
                 port, self.next = self.next, self.next + 1
-                with socket.socket() as s:
-                    try:
-                        s.bind(("127.0.0.1", port))
-                    except OSError:
-                        continue
-                return port
+                if bindable(port):
+                    return port
         raise RuntimeError("no free port left in 18100-18999")
 
 

@@ -310,18 +310,24 @@ class _Ports:
         self.next = random.randrange(1000)
 
     def take(self) -> int:
-        import socket
-
         for _ in range(1000):
             port = self.base + self.next
             self.next = (self.next + 1) % 1000
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
+            if bindable(port):
+                return port
         raise RuntimeError(f"no free port in {self.base}-{self.base + 999}")
+
+
+def bindable(port: int) -> bool:
+    """Nothing holds 127.0.0.1:port now (a listener, or a connection in TIME_WAIT)."""
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 _PORTS = _Ports()
