@@ -43,10 +43,15 @@ class Registry:
         self.notes = notes
         self.check_id = f"service:{service.id}"
         self.address = advertised_address(service.address, consul_config)
-        # Two connections: the deregistration on stop must never queue behind
-        # a heartbeat stuck on a slow agent. Each is used by one thread only.
+        # A connection per purpose, each used by one thread at a time (an
+        # AgentHTTP is not thread-safe): registration and heartbeats (the
+        # worker); the deregistration on stop, which must never queue behind
+        # a heartbeat stuck on a slow agent; and maintenance, switched from a
+        # `svcwrap maintenance` thread or the worker, always under the
+        # backend's lock (opened on first use only).
         self.http = AgentHTTP(consul_config)
         self.stop_http = AgentHTTP(consul_config)
+        self.maintenance_http = AgentHTTP(consul_config)
 
     @property
     def url(self) -> str:
@@ -100,8 +105,8 @@ class Registry:
         params = {"enable": "true" if on else "false"}
         if on and reason:
             params["reason"] = reason
-        answer = self._call(self.http, "PUT", f"/v1/agent/service/maintenance/{self.service.id}",
-                            params, None)
+        answer = self._call(self.maintenance_http, "PUT",
+                            f"/v1/agent/service/maintenance/{self.service.id}", params, None)
         if answer.status == 200:
             return
         text = self._answered(answer, "maintenance")
