@@ -12,6 +12,9 @@ from tests.support import Wrapped, skip_unless_pid1
 Launcher = Callable[..., Wrapped]
 
 
+CALL_REPORT = pytest.StashKey[pytest.TestReport]()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
     # The call phase's report on the item, so a fixture's teardown knows it failed.
@@ -19,9 +22,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     report = outcome.get_result()
     if report.when == "call":
         item.stash[CALL_REPORT] = report
-
-
-CALL_REPORT = pytest.StashKey[pytest.TestReport]()
 
 
 @contextmanager

@@ -2,6 +2,10 @@
 (issue 11 "Quiescence", `svcwrap reload`), on the test clock."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
 import pytest
 
 from svcwrap.logs import Logger
@@ -149,12 +153,19 @@ def test_rapid_changes_for_15s_make_one_render_per_max_and_one_after_the_last(tm
     assert h.text("out") == "1500"
 
 
-def test_consul_down_is_logged_once_for_all_watches_and_its_return_once(tmp_path):
+@contextmanager
+def two_watches_logging(tmp_path) -> Iterator[tuple[Harness, Path]]:
+    """A harness on two keys, rendered once, logging to a file (read it after the block)."""
     h = Harness(tmp_path, {"a": "{{ key('a') }}{{ key('b') }}"})
     log = tmp_path / "log"
     with open(log, "w") as f:
         h.manager.log = Logger(fd=f.fileno())
         h.manager.run_once()
+        yield h, log
+
+
+def test_consul_down_is_logged_once_for_all_watches_and_its_return_once(tmp_path):
+    with two_watches_logging(tmp_path) as (h, log):
         h.consul.down = True
         for _ in range(3):
             h.pump()
@@ -168,11 +179,7 @@ def test_a_stopped_manager_logs_nothing_about_consul_even_from_a_call_still_in_f
     # A watch's blocking call outlives stop(); how it ends must not be logged
     # (the log's descriptor may be closed by then: a test harness once wrote
     # a line into the socket that reused its number).
-    h = Harness(tmp_path, {"a": "{{ key('a') }}{{ key('b') }}"})
-    log = tmp_path / "log"
-    with open(log, "w") as f:
-        h.manager.log = Logger(fd=f.fileno())
-        h.manager.run_once()
+    with two_watches_logging(tmp_path) as (h, log):
         h.consul.down = True
         h.watches[0].step()            # one watch fails: logged
         h.manager.stop()
